@@ -1,0 +1,64 @@
+"""Plain, immutable views of the registry, handed to readers such as the DNS server.
+
+A snapshot is built from the database in one read and never changes afterwards;
+readers replace it whole when the registry moves on. Nothing here touches a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+from types import MappingProxyType
+
+IPAddress = IPv4Address | IPv6Address
+
+_EMPTY: Mapping = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One reachable inbound of a dataplane: where clients of a service connect."""
+
+    dataplane: str
+    address: IPAddress
+    port: int
+    ready: bool = True
+    zone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    """A service of one mesh: its stable virtual IPs and its endpoints."""
+
+    name: str
+    vip: IPv4Address | None
+    vip6: IPv6Address | None = None
+    endpoints: tuple[Endpoint, ...] = ()
+
+    @property
+    def ready_endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(endpoint for endpoint in self.endpoints if endpoint.ready)
+
+
+@dataclass(frozen=True, slots=True)
+class MeshView:
+    """A mesh and the services registered in it, keyed by service name."""
+
+    name: str
+    mtls: bool = False
+    services: Mapping[str, ServiceView] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The whole registry as one consistent, read-only view at ``revision``."""
+
+    revision: int
+    meshes: Mapping[str, MeshView] = field(default_factory=lambda: _EMPTY)
+    # The mesh of each dataplane address, so a query can be answered in its client's mesh.
+    dataplane_meshes: Mapping[IPAddress, str] = field(default_factory=lambda: _EMPTY)
+
+    @classmethod
+    def empty(cls) -> Snapshot:
+        return cls(revision=0)
