@@ -199,7 +199,7 @@ RESOURCE_TYPES: dict[str, type[Mesh] | type[Dataplane]] = {"Mesh": Mesh, "Datapl
 
 
 def field_path(loc: Iterable[int | str]) -> str:
-    """Render a pydantic error location the way Kuma names fields: ``networking.inbound[0].port``."""
+    """Render a pydantic error location as Kuma names fields: ``networking.inbound[0].port``."""
     path = ""
     for part in loc:
         if isinstance(part, int):
@@ -244,3 +244,24 @@ def parse_resource(document: Any) -> Resource:
         return model.model_validate(document)
     except ValidationError as error:
         raise InvalidResource(f"{kind} is not valid", _causes(error)) from None
+
+
+def identity(resource: Resource) -> dict[str, str]:
+    """Type, mesh (for mesh-scoped resources) and name: what `apply` reports per resource."""
+    if isinstance(resource, Dataplane):
+        return {"type": resource.type, "mesh": resource.mesh, "name": resource.name}
+    return {"type": resource.type, "name": resource.name}
+
+
+def parse_resources(documents: list[Any]) -> list[Resource]:
+    """Validate every document before any is written; causes name the document's index."""
+    resources: list[Resource] = []
+    causes: list[Cause] = []
+    for index, document in enumerate(documents):
+        try:
+            resources.append(parse_resource(document))
+        except InvalidResource as error:
+            causes += [Cause(f"items[{index}].{c.field}", c.message) for c in error.causes]
+    if causes:
+        raise InvalidResource("Resources are not valid; nothing was written", causes)
+    return resources

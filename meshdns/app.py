@@ -1,0 +1,138 @@
+"""`meshdns serve`: the registry, its HTTP API and the DNS server in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from ipaddress import IPv4Network, IPv6Network, ip_address
+from typing import Any
+
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from dnsserver.config import ZoneConfig
+from dnsserver.handler import Handler
+from dnsserver.server import DnsServer
+from meshdns import __version__
+from meshdns.settings import Settings
+from registry.api import create_app
+from registry.database import check_schema_current, create_engine, upgrade
+from registry.follower import SnapshotFollower
+from registry.store import Store, VipSettings
+
+log = logging.getLogger("meshdns")
+
+DEFAULT_MESH = "default"  # Kuma's: created when a standalone or global control plane has none
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` owns the process's signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+async def prepare_database(url: str) -> None:
+    """SQLite is ours to create and migrate; any other database must already be migrated."""
+    if is_sqlite(url):
+        await upgrade(url)
+    else:
+        await check_schema_current(url)
+
+
+def zone_config(settings: Settings) -> ZoneConfig:
+    address = ip_address(settings.dns_address)
+    return ZoneConfig(
+        domain=settings.domain.strip(".").lower(),
+        default_mesh=settings.default_mesh,
+        ttl=settings.ttl,
+        endpoints_ttl=settings.endpoints_ttl,
+        negative_ttl=settings.negative_ttl,
+        ns_address=None if address.is_unspecified else address,
+    )
+
+
+def vip_settings(settings: Settings) -> VipSettings:
+    return VipSettings(
+        cidr=IPv4Network(settings.vip_cidr),
+        cidr6=IPv6Network(settings.vip6_cidr) if settings.vip6_cidr else None,
+        quarantine_seconds=settings.vip_quarantine,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM, then shut down the API and the DNS server cleanly."""
+    await prepare_database(settings.database_url)
+    engine = create_engine(settings.database_url)
+    store = Store(engine, vip_settings(settings))
+    if settings.mode in ("standalone", "global") and await store.ensure_mesh(DEFAULT_MESH):
+        log.info("created mesh %r", DEFAULT_MESH)
+
+    handler = Handler(zone_config(settings))
+    follower = SnapshotFollower(store, handler.update)
+    await follower.refresh()
+
+    def readiness() -> dict[str, Any]:
+        return {
+            "ready": follower.loaded,
+            "snapshot": {"loaded": follower.loaded, "revision": follower.revision},
+            "registry": {"connected": follower.connected},
+        }
+
+    app = create_app(store, ready=readiness, on_change=follower.wake, version=__version__)
+    api = _ApiServer(
+        uvicorn.Config(
+            app,
+            host=settings.api_address,
+            port=settings.api_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    dns = DnsServer(handler, settings.dns_address, settings.dns_port)
+    await dns.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    follow_task = asyncio.create_task(follower.run(), name="snapshot-follower")
+    api_task = asyncio.create_task(api.serve(), name="api")
+    log.info(
+        "meshdns %s (python %s) mode=%s database=%s dns=%s:%s api=%s:%s domain=%s",
+        __version__,
+        sys.version.split()[0],
+        settings.mode,
+        make_url(settings.database_url).render_as_string(hide_password=True),
+        settings.dns_address,
+        settings.dns_port,
+        settings.api_address,
+        settings.api_port,
+        settings.domain,
+    )
+    stop_task = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({stop_task, api_task}, return_when=asyncio.FIRST_COMPLETED)
+        if api_task in done and not api.started:
+            raise OSError(f"the API could not listen on {settings.api_address}:{settings.api_port}")
+    finally:
+        log.info("shutting down")
+        api.should_exit = True
+        stop_task.cancel()
+        await asyncio.wait({api_task}, timeout=5)
+        follow_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follow_task
+        await dns.close()
+        await engine.dispose()

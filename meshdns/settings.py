@@ -1,0 +1,145 @@
+"""The one settings object: every option is declared once here, with its default.
+
+Each field's metadata becomes a click option (``--dns-port``) that also reads the
+environment variable ``MESHDNS_DNS_PORT``; commands pick the options they take by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any, TypeVar
+
+import click
+
+ENV_PREFIX = "MESHDNS"
+DEFAULT_API = "http://127.0.0.1:5681"
+
+
+def _option(
+    help: str, *, type: Any = None, flag: str | None = None, short: str | None = None
+) -> dict[str, Any]:
+    return {"help": help, "type": type, "flag": flag, "short": short}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything `meshdns serve` and friends can be told, with DESIGN's defaults."""
+
+    database_url: str = field(
+        default="sqlite+aiosqlite:///meshdns.db",
+        metadata=_option(
+            "SQLAlchemy URL of the registry: sqlite+aiosqlite:///FILE or postgresql+asyncpg://..."
+        ),
+    )
+    dns_address: str = field(
+        default="127.0.0.1", metadata=_option("Address the DNS server listens on (UDP and TCP).")
+    )
+    dns_port: int = field(
+        default=5653,
+        metadata=_option("Port of the DNS server (UDP and TCP).", type=click.IntRange(0, 65535)),
+    )
+    api_address: str = field(
+        default="127.0.0.1", metadata=_option("Address the HTTP API listens on.")
+    )
+    api_port: int = field(
+        default=5681, metadata=_option("Port of the HTTP API.", type=click.IntRange(0, 65535))
+    )
+    domain: str = field(
+        default="mesh", metadata=_option("The DNS zone meshdns is authoritative for.")
+    )
+    mode: str = field(
+        default="standalone",
+        metadata=_option(
+            "Control plane mode.", type=click.Choice(["standalone", "zone", "global"])
+        ),
+    )
+    zone: str | None = field(
+        default=None, metadata=_option("Name of this zone (with --mode zone).")
+    )
+    default_mesh: str = field(
+        default="default",
+        metadata=_option("Mesh whose names are answered for clients that are not dataplanes."),
+    )
+    vip_cidr: str = field(
+        default="240.0.0.0/4", metadata=_option("IPv4 range virtual IPs are allocated from.")
+    )
+    vip6_cidr: str | None = field(
+        default=None, metadata=_option("IPv6 range for IPv6 virtual IPs (off by default).")
+    )
+    vip_quarantine: float = field(
+        default=3600.0,
+        metadata=_option(
+            "Seconds a released virtual IP is held before another service may get it.",
+            type=click.FloatRange(0),
+        ),
+    )
+    ttl: int = field(
+        default=30, metadata=_option("TTL of VIP answers, in seconds.", type=click.IntRange(0))
+    )
+    endpoints_ttl: int = field(
+        default=5, metadata=_option("TTL of endpoint answers, in seconds.", type=click.IntRange(0))
+    )
+    negative_ttl: int = field(
+        default=30,
+        metadata=_option(
+            "SOA minimum: how long resolvers may cache NXDOMAIN and NODATA.", type=click.IntRange(0)
+        ),
+    )
+    log_level: str = field(
+        default="info",
+        metadata=_option(
+            "Log level.",
+            type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        # Fail at start-up, with the option's name, rather than deep inside the server.
+        try:
+            IPv4Network(self.vip_cidr)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--vip-cidr") from None
+        if self.vip6_cidr is not None:
+            try:
+                IPv6Network(self.vip6_cidr)
+            except ValueError as error:
+                raise click.BadParameter(str(error), param_hint="--vip6-cidr") from None
+        if self.mode == "zone" and not self.zone:
+            raise click.BadParameter("--mode zone needs --zone NAME", param_hint="--zone")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Settings:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(
+            **{key: value for key, value in options.items() if key in names and value is not None}
+        )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def options(*names: str) -> Callable[[F], F]:
+    """Add the click options for the named settings fields to a command."""
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+
+    def decorate(command: F) -> F:
+        for name in reversed(names):
+            spec = fields[name]
+            meta = spec.metadata
+            flag = meta["flag"] or "--" + name.replace("_", "-")
+            decls = [flag] + ([meta["short"]] if meta["short"] else [])
+            command = click.option(
+                *decls,
+                name,
+                default=None,
+                type=meta["type"],
+                envvar=f"{ENV_PREFIX}_{name.upper()}",
+                show_envvar=True,
+                help=f"{meta['help']}  [default: {spec.default}]",
+            )(command)
+        return command
+
+    return decorate

@@ -1,0 +1,13 @@
+# Sourced by the scripts: make .venv (if needed) and install meshdns into it, with extras "$1".
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+extras="${1:-}"
+stamp=".venv/.installed${extras:+-$extras}"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "installing meshdns${extras:+[$extras]} into .venv" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+    touch "$stamp"
+fi
