@@ -80,6 +80,8 @@ def serve(**given: Any) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Alembic narrates every migration context at INFO; only its warnings matter here.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         _run(run_server(settings))
     except RegistryError as error:
