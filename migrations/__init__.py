@@ -1,0 +1,1 @@
+"""The registry's Alembic environment and migrations (run with `meshdns migrate`)."""

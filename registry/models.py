@@ -1,0 +1,142 @@
+"""The registry's tables, declared once; the migrations must build exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Every constraint and index gets its name from here, so migrations never spell one by hand.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+NAME_LENGTH = 253  # Kuma's limit on resource names
+ADDRESS_LENGTH = 45  # the longest textual IPv6 address (with an embedded IPv4 tail)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: registry times must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        # SQLite returns what it was given without an offset; it was UTC on the way in.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class MeshRow(Base):
+    __tablename__ = "meshes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DataplaneRow(Base):
+    __tablename__ = "dataplanes"
+    __table_args__ = (UniqueConstraint("mesh_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mesh_id: Mapped[int] = mapped_column(ForeignKey("meshes.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    # networking.address and advertisedAddress, kept as columns so a snapshot needs no JSON.
+    address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))
+    advertised_address: Mapped[str | None] = mapped_column(String(ADDRESS_LENGTH))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InboundRow(Base):
+    """One inbound of a dataplane, normalised so tag filters and service counts run in SQL."""
+
+    __tablename__ = "dataplane_inbounds"
+    __table_args__ = (UniqueConstraint("dataplane_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataplane_id: Mapped[int] = mapped_column(ForeignKey("dataplanes.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # index in networking.inbound
+    service: Mapped[str] = mapped_column(String, index=True)
+    address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))  # inbound.address or networking
+    port: Mapped[int] = mapped_column(Integer)
+    ready: Mapped[bool] = mapped_column(Boolean)
+
+
+class InboundTagRow(Base):
+    __tablename__ = "dataplane_inbound_tags"
+    __table_args__ = (Index(None, "key", "value"),)
+
+    inbound_id: Mapped[int] = mapped_column(
+        ForeignKey("dataplane_inbounds.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[str] = mapped_column(String)
+
+
+class VipRow(Base):
+    """A service's virtual IP; released rows stay as the quarantine and as the way back.
+
+    Not tied to meshes by a foreign key: a VIP must outlive its mesh's deletion for the
+    quarantine to hold.
+    """
+
+    __tablename__ = "vips"
+    __table_args__ = (UniqueConstraint("mesh", "service"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[int] = mapped_column(BigInteger, unique=True)  # IPv4 as an integer
+    # IPv6 fully exploded (fixed width, lower case), so text order is numeric order.
+    address6: Mapped[str | None] = mapped_column(String(39), unique=True)
+    mesh: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    service: Mapped[str] = mapped_column(String)
+    allocated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class RegistryStateRow(Base):
+    """The one row holding the registry revision; every write transaction bumps it."""
+
+    __tablename__ = "registry_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, server_default="0")
