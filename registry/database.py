@@ -39,7 +39,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
-    connect_args = {"timeout": CONNECT_TIMEOUT_SECONDS} if parsed.drivername.endswith("asyncpg") else {}
+    connect_args: dict[str, Any] = {}
+    if parsed.drivername.endswith("asyncpg"):
+        connect_args["timeout"] = CONNECT_TIMEOUT_SECONDS
     connect_args.update(kwargs.pop("connect_args", {}))
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, connect_args=connect_args, **kwargs)
@@ -159,7 +161,8 @@ async def check_schema_current(url: str) -> None:
     newest = newest_revision()
     if current == newest:
         return
-    known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    scripts = ScriptDirectory.from_config(alembic_config())
+    known = {script.revision for script in scripts.walk_revisions()}
     if current is not None and current not in known:
         raise SchemaOutdated(
             f"database {describe_url(url)} is at schema revision {current}, which this meshdns "
