@@ -1,0 +1,20 @@
+"""The authoritative DNS server for the mesh zone: wire codec, lookups and UDP/TCP transport.
+
+Reads the registry only through its immutable :class:`registry.snapshot.Snapshot`;
+never opens a database.
+"""
+
+from dnsserver.config import ZoneConfig
+from dnsserver.errors import BindError, ConfigError, DnsError, FormError
+from dnsserver.handler import Handler
+from dnsserver.server import DnsServer
+
+__all__ = [
+    "BindError",
+    "ConfigError",
+    "DnsError",
+    "DnsServer",
+    "FormError",
+    "Handler",
+    "ZoneConfig",
+]

@@ -1,0 +1,49 @@
+"""The settings of the mesh zone that the DNS server answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from dnsserver.errors import ConfigError
+
+# RFC 1035: every DNS server must accept 512-byte UDP messages; a UDP payload can
+# never exceed 65535 bytes.
+_MIN_UDP_PAYLOAD = 512
+_MAX_UDP_PAYLOAD = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneConfig:
+    """What the DNS server needs to know about its zone; defaults live here only."""
+
+    domain: str = "mesh"
+    default_mesh: str = "default"
+    # TTL of VIP answers: VIPs are stable, so clients may cache them a while.
+    ttl: int = 30
+    # Endpoints come and go; keep their TTL short.
+    endpoints_ttl: int = 5
+    # The SOA minimum, i.e. how long resolvers cache NXDOMAIN and NODATA.
+    negative_ttl: int = 30
+    # The address of ns.<domain> (the zone's NS target); None publishes no glue record.
+    ns_address: IPv4Address | IPv6Address | None = None
+    # Our EDNS0 payload size; 1232 avoids IP fragmentation (DNS flag day 2020).
+    max_udp_payload: int = 1232
+
+    def __post_init__(self) -> None:
+        labels = self.domain.strip(".").split(".")
+        if (
+            not self.domain.isascii()
+            or not self.domain.strip(".")
+            or any(not 0 < len(label) <= 63 for label in labels)
+        ):
+            raise ConfigError(f"domain {self.domain!r} is not a valid DNS name; use e.g. 'mesh'")
+        for name in ("ttl", "endpoints_ttl", "negative_ttl"):
+            value = getattr(self, name)
+            if not 0 <= value <= 0x7FFFFFFF:
+                raise ConfigError(f"{name}={value} must be between 0 and 2147483647 seconds")
+        if not _MIN_UDP_PAYLOAD <= self.max_udp_payload <= _MAX_UDP_PAYLOAD:
+            raise ConfigError(
+                f"max_udp_payload={self.max_udp_payload} must be between "
+                f"{_MIN_UDP_PAYLOAD} and {_MAX_UDP_PAYLOAD} bytes"
+            )

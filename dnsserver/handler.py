@@ -1,0 +1,147 @@
+"""The DNS request handler: one query's bytes in, the reply's bytes out. Pure.
+
+It touches no socket and no database: it answers from the zone tables of the
+last snapshot it was given. Every reply is built here, from the error ladder
+(STYLE habit 2) or from a lookup's :class:`~dnsserver.lookup.Answer`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dnsserver import codec
+from dnsserver.codec import Header, Opcode, Query, Question, Rcode, Response
+from dnsserver.config import ZoneConfig
+from dnsserver.errors import FormError
+from dnsserver.lookup import Answer, Result, lookup
+from dnsserver.zone import Zones, build_zones
+from registry.snapshot import IPAddress, Snapshot
+
+logger = logging.getLogger("meshdns.dns")
+
+# RFC 1035: the UDP size every client accepts; and the most a TCP frame can hold.
+_PLAIN_UDP_LIMIT = 512
+_TCP_LIMIT = 65535
+
+_RCODES = {
+    Result.SUCCESS: Rcode.NOERROR,
+    Result.NODATA: Rcode.NOERROR,
+    Result.NXDOMAIN: Rcode.NXDOMAIN,
+    Result.REFUSED: Rcode.REFUSED,
+    # Forwarding comes later; until then nothing outside the zone is answered.
+    Result.OUTSIDE_ZONE: Rcode.REFUSED,
+}
+# Answers from the zone's own data are authoritative (AA).
+_FROM_ZONE = (Result.SUCCESS, Result.NODATA, Result.NXDOMAIN)
+
+
+class Handler:
+    """Answers DNS queries for the mesh zone from the current snapshot."""
+
+    def __init__(self, config: ZoneConfig, snapshot: Snapshot | None = None) -> None:
+        self._config = config
+        self._zones: Zones = build_zones(config, snapshot or Snapshot.empty())
+
+    @property
+    def config(self) -> ZoneConfig:
+        return self._config
+
+    def update(self, snapshot: Snapshot) -> None:
+        """Answer from ``snapshot`` from now on.
+
+        The zone tables are built here, once per snapshot, and swapped in with one
+        assignment, so a query in flight sees either the old view or the new one.
+        """
+        self._zones = build_zones(self._config, snapshot)
+
+    def handle(self, data: bytes, client: IPAddress, *, tcp: bool = False) -> bytes | None:
+        """The reply to the message ``data`` from ``client``; None to send nothing."""
+        header = codec.parse_header(data)
+        # Too short to answer, or a response: answering responses invites loops.
+        if header is None or header.qr:
+            return None
+        try:
+            return self._respond(header, data, client, tcp=tcp)
+        except Exception as exc:
+            question = codec.read_question(data)
+            logger.error(
+                "SERVFAIL for %s from %s: %r",
+                _describe(question),
+                client,
+                exc,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
+            reply = Response(
+                id=header.id,
+                opcode=header.opcode,
+                rcode=Rcode.SERVFAIL,
+                rd=header.rd,
+                question=question,
+            )
+            return codec.encode_response(reply, _PLAIN_UDP_LIMIT)
+
+    def _respond(self, header: Header, data: bytes, client: IPAddress, *, tcp: bool) -> bytes:
+        try:
+            query = codec.parse_query(data)
+        except FormError as error:
+            question = error.question if isinstance(error.question, Question) else None
+            rcode = Rcode.NOTIMP if header.opcode != Opcode.QUERY else Rcode.FORMERR
+            return self._error(header, rcode, question)
+        if header.opcode != Opcode.QUERY:
+            return self._error(header, Rcode.NOTIMP, query.question, query)
+        if query.question.qclass != codec.CLASS_IN:
+            return self._error(header, Rcode.REFUSED, query.question, query)
+        if query.edns is not None and query.edns.version != 0:
+            return self._error(header, Rcode.BADVERS, query.question, query)
+
+        zone = self._zones.zone_for(client)
+        answer = lookup(zone, query.question.name, query.question.qtype)
+        return self._reply(query, answer, tcp=tcp)
+
+    def _reply(self, query: Query, answer: Answer, *, tcp: bool) -> bytes:
+        header = query.header
+        response = Response(
+            id=header.id,
+            opcode=header.opcode,
+            rcode=_RCODES[answer.result],
+            rd=header.rd,
+            aa=answer.result in _FROM_ZONE,
+            question=query.question,
+            answer=answer.answer,
+            authority=answer.authority,
+            additional=answer.additional,
+            edns_payload=self._edns_payload(query),
+        )
+        return codec.encode_response(response, self._size_limit(query, tcp=tcp))
+
+    def _error(
+        self, header: Header, rcode: Rcode, question: Question | None, query: Query | None = None
+    ) -> bytes:
+        response = Response(
+            id=header.id,
+            opcode=header.opcode,
+            rcode=rcode,
+            rd=header.rd,
+            question=question,
+            edns_payload=self._edns_payload(query) if query else None,
+        )
+        return codec.encode_response(response, _PLAIN_UDP_LIMIT)
+
+    def _edns_payload(self, query: Query) -> int | None:
+        # RFC 6891: a reply to a query with an OPT record carries one too.
+        return self._config.max_udp_payload if query.edns is not None else None
+
+    def _size_limit(self, query: Query, *, tcp: bool) -> int:
+        if tcp:
+            return _TCP_LIMIT
+        if query.edns is None:
+            return _PLAIN_UDP_LIMIT
+        # RFC 6891: advertised sizes below 512 are treated as 512.
+        return min(max(_PLAIN_UDP_LIMIT, query.edns.payload), self._config.max_udp_payload)
+
+
+def _describe(question: Question | None) -> str:
+    if question is None:
+        return "an unreadable question"
+    name = b".".join(question.name).decode("ascii", "backslashreplace") + "."
+    return f"{name} type {question.qtype} class {question.qclass}"

@@ -1,0 +1,55 @@
+"""The mesh zone's name scheme: at which names a service answers.
+
+Names here are relative to the zone apex and case-folded, ready to be zone keys.
+"""
+
+from __future__ import annotations
+
+from dnsserver.records import Name
+
+# ns.<domain>: the name server named by the apex NS record.
+NS_NAME: Name = (b"ns",)
+# rname of the SOA: hostmaster.<domain> (RFC 2142).
+HOSTMASTER_NAME: Name = (b"hostmaster",)
+ENDPOINTS_LABEL = b"endpoints"
+# Kuma writes Kubernetes-style service names with underscores for dots.
+_ALIAS_SEPARATOR = "_"
+
+
+def service_label(service: str) -> bytes | None:
+    """The DNS label of a service name, or None when the name cannot be one."""
+    if not service.isascii():
+        return None
+    label = service.lower().encode("ascii")
+    # A dot would make the label unreachable by name, and control characters or
+    # spaces are not something a client can type.
+    if not 0 < len(label) <= 63 or any(byte <= 0x20 or byte in (0x2E, 0x7F) for byte in label):
+        return None
+    return label
+
+
+def service_name(service: str) -> Name | None:
+    """``<service>``: where the service's VIPs answer."""
+    label = service_label(service)
+    return None if label is None else (label,)
+
+
+def endpoints_name(service: str) -> Name | None:
+    """``<service>.endpoints``: where the service's endpoint addresses answer."""
+    label = service_label(service)
+    return None if label is None else (label, ENDPOINTS_LABEL)
+
+
+def dotted_alias(service: str) -> Name | None:
+    """Kuma's dotted alias: ``a_b_c_d`` also answers at ``a.b.c.d``.
+
+    None when the service has no underscore or a part is not a valid label
+    (e.g. ``a__b`` would need an empty label).
+    """
+    parts = service.split(_ALIAS_SEPARATOR)
+    if len(parts) < 2:
+        return None
+    labels = [service_label(part) for part in parts]
+    if any(label is None for label in labels):
+        return None
+    return tuple(label for label in labels if label is not None)

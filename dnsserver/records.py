@@ -1,0 +1,83 @@
+"""DNS names and resource records as plain values, independent of any wire library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from ipaddress import IPv4Address, IPv6Address
+
+# A domain name as its labels, most specific first, without the empty root label:
+# ``(b"backend", b"mesh")`` is ``backend.mesh.``. Bytes, because DNS labels are
+# bytes and compare case-insensitively only over ASCII.
+Name = tuple[bytes, ...]
+
+
+def name_from_text(text: str) -> Name:
+    """Split a dotted ASCII name such as ``"backend.mesh."`` into its labels."""
+    stripped = text.strip(".")
+    return tuple(label.encode("ascii") for label in stripped.split(".")) if stripped else ()
+
+
+def fold_case(name: Name) -> Name:
+    """The name's lookup key: DNS compares names case-insensitively (ASCII only)."""
+    return tuple(label.lower() for label in name)
+
+
+class RecordType(IntEnum):
+    """The record and query types this server knows by name (RFC 1035, 3596, 1995, 8482)."""
+
+    A = 1
+    NS = 2
+    SOA = 6
+    AAAA = 28
+    OPT = 41
+    IXFR = 251
+    AXFR = 252
+    ANY = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Soa:
+    """The data of an SOA record."""
+
+    mname: Name
+    rname: Name
+    serial: int
+    refresh: int
+    retry: int
+    expire: int
+    minimum: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ns:
+    """The data of an NS record: the name server's name."""
+
+    target: Name
+
+
+RecordData = IPv4Address | IPv6Address | Soa | Ns
+
+
+def record_type(data: RecordData) -> RecordType:
+    """The type of the record that carries ``data``."""
+    if isinstance(data, IPv4Address):
+        return RecordType.A
+    if isinstance(data, IPv6Address):
+        return RecordType.AAAA
+    if isinstance(data, Soa):
+        return RecordType.SOA
+    return RecordType.NS
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One resource record of class IN."""
+
+    owner: Name
+    ttl: int
+    data: RecordData
+
+    @property
+    def rtype(self) -> RecordType:
+        return record_type(self.data)

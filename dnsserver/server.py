@@ -1,0 +1,191 @@
+"""The DNS transport: UDP and TCP listeners on one address that pass bytes to a handler.
+
+Knows nothing of DNS beyond TCP's two-byte length framing (RFC 1035 4.2.2); what
+to answer is the :class:`~dnsserver.handler.Handler`'s business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import struct
+from collections.abc import Callable
+from ipaddress import IPv6Address, ip_address
+from typing import Any
+
+from dnsserver.errors import BindError
+from dnsserver.handler import Handler
+from registry.snapshot import IPAddress
+
+logger = logging.getLogger("meshdns.dns")
+
+_LENGTH_PREFIX = struct.Struct("!H")
+# With port 0, UDP picks a free port and TCP must then get the same one; another
+# process may hold it on TCP, so try a few ports.
+_EPHEMERAL_BIND_ATTEMPTS = 20
+
+Answerer = Callable[[bytes, IPAddress, bool], bytes | None]
+
+
+class DnsServer:
+    """Serves a :class:`Handler` over UDP and TCP on one host and port."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 5653,
+        *,
+        tcp_idle_timeout: float = 10.0,
+        max_tcp_connections: int = 256,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        self._handler = handler
+        self._host = host
+        self._port = port
+        self._tcp_idle_timeout = tcp_idle_timeout
+        self._max_tcp_connections = max_tcp_connections
+        self._shutdown_timeout = shutdown_timeout
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        # Every connection task, discarded when done; the idle ones are waiting for
+        # a query and can be cancelled at shutdown without losing an answer.
+        self._connections: set[asyncio.Task[None]] = set()
+        self._idle: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The port listened on; with port 0, the one chosen at :meth:`start`."""
+        return self._port
+
+    async def start(self) -> None:
+        """Listen on UDP and TCP; raise :class:`BindError` when the address is taken."""
+        attempts = _EPHEMERAL_BIND_ATTEMPTS if self._port == 0 else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._bind()
+                return
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE and attempt < attempts:
+                    continue
+                reason = exc.strerror or exc
+                raise BindError(
+                    f"cannot listen for DNS on {self._host} port {self._port}: {reason}; "
+                    "choose another address or port, or stop the program using it"
+                ) from exc
+
+    async def close(self) -> None:
+        """Stop listening, let replies in progress finish (within a bound), then cancel."""
+        self._closing = True
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+        for task in self._idle:
+            task.cancel()
+        if self._connections:
+            _, pending = await asyncio.wait(set(self._connections), timeout=self._shutdown_timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._tcp is not None:
+            await self._tcp.wait_closed()
+
+    async def __aenter__(self) -> DnsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        udp, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self._answer), local_addr=(self._host, self._port)
+        )
+        port = udp.get_extra_info("sockname")[1]
+        try:
+            self._tcp = await asyncio.start_server(self._serve_connection, self._host, port)
+        except OSError:
+            udp.close()
+            raise
+        self._udp = udp
+        self._port = port
+
+    def _answer(self, data: bytes, client: IPAddress, tcp: bool) -> bytes | None:
+        # The handler answers SERVFAIL on its own errors; this guard is for a bug
+        # in that last resort, so no message can ever stop the server.
+        try:
+            return self._handler.handle(data, client, tcp=tcp)
+        except Exception:
+            logger.exception("no reply to a %d-byte message from %s", len(data), client)
+            return None
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Answer the queries of one TCP connection, in order, until it goes idle."""
+        task = asyncio.current_task()
+        if task is None or self._closing or len(self._connections) >= self._max_tcp_connections:
+            logger.debug("refusing a TCP connection: at the limit or closing")
+            writer.close()
+            return
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+        client = _client_address(writer.get_extra_info("peername"))
+        try:
+            while not self._closing:
+                data = await self._read_message(task, reader)
+                reply = self._answer(data, client, True)
+                if reply is not None:
+                    writer.write(_LENGTH_PREFIX.pack(len(reply)) + reply)
+                    async with asyncio.timeout(self._tcp_idle_timeout):
+                        await writer.drain()
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            pass  # the client went away or idled out; nothing to answer
+        finally:
+            writer.close()
+
+    async def _read_message(self, task: asyncio.Task[None], reader: asyncio.StreamReader) -> bytes:
+        self._idle.add(task)
+        try:
+            async with asyncio.timeout(self._tcp_idle_timeout):
+                (length,) = _LENGTH_PREFIX.unpack(await reader.readexactly(_LENGTH_PREFIX.size))
+                return await reader.readexactly(length)
+        finally:
+            self._idle.discard(task)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """One reply datagram per query datagram, answered as it arrives."""
+
+    def __init__(self, answer: Answerer) -> None:
+        self._answer = answer
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self._transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        reply = self._answer(data, _client_address(addr), False)
+        if reply is not None and self._transport is not None:
+            self._transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for earlier replies (e.g. port unreachable): the client left.
+        logger.debug("UDP error: %s", exc)
+
+
+def _client_address(peer: Any) -> IPAddress:
+    """The client's address as the snapshot keys it: scope dropped, IPv4 unmapped."""
+    address = ip_address(str(peer[0]).split("%", 1)[0])
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
