@@ -13,7 +13,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -65,25 +65,37 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# SQLSTATEs meaning "cannot reach or use the database now": connection exceptions (08),
+# server shutting down or starting (57P0x), too many connections, no such database.
+_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300", "3D000"}
+
+
 def is_unavailable(error: BaseException) -> bool:
     """Whether `error` means the database could not be reached (rather than a bad query)."""
     if isinstance(error, OSError):  # refused, DNS failure, timeouts (TimeoutError is one)
         return True
-    if isinstance(error, DBAPIError):
-        if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
-            message = str(error.orig).lower()
-            # SQLite reports a missing table as an OperationalError; that is a schema problem.
-            return "no such table" not in message and "no such column" not in message
+    if not isinstance(error, DBAPIError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+    if error.connection_invalidated or isinstance(error, InterfaceError):
+        return True
+    if isinstance(error, OperationalError):
+        # SQLite reports a missing table as an OperationalError; that is a schema problem.
+        message = str(error.orig).lower()
+        return "no such table" not in message and "no such column" not in message
     return False
 
 
-def describe_url(url: str) -> str:
+def describe_url(url: str | URL) -> str:
     """The URL without its password, to put in messages."""
     return make_url(url).render_as_string(hide_password=True)
 
 
-def unavailable(url: str, error: BaseException) -> DatabaseUnavailable:
-    reason = getattr(error, "orig", None) or error
+def unavailable(url: str | URL, error: BaseException) -> DatabaseUnavailable:
+    """The DatabaseUnavailable to raise for `error`, naming the database and the cause."""
+    reason = str(getattr(error, "orig", None) or error) or type(error).__name__
     return DatabaseUnavailable(
         f"the registry database {describe_url(url)} is unavailable ({reason}); "
         "check that it is running and reachable, then try again"
@@ -98,16 +110,11 @@ async def connect(url: str) -> AsyncIterator[AsyncConnection]:
         async with engine.begin() as connection:
             yield connection
     except Exception as error:
-        if is_unavailable(error) or _is_connect_error(error):
+        if is_unavailable(error):
             raise unavailable(url, error) from error
         raise
     finally:
         await engine.dispose()
-
-
-def _is_connect_error(error: BaseException) -> bool:
-    # e.g. asyncpg's 'database "x" does not exist' arrives as a bare DBAPIError.
-    return isinstance(error, DBAPIError) and "does not exist" in str(error.orig)
 
 
 def alembic_config(url: str | None = None) -> Config:
