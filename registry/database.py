@@ -88,6 +88,22 @@ def is_unavailable(error: BaseException) -> bool:
     return False
 
 
+def is_schema_missing(error: BaseException) -> bool:
+    """Whether `error` says a registry table is missing: the database was never migrated."""
+    if not isinstance(error, DBAPIError):
+        return False
+    if getattr(error.orig, "sqlstate", None) == "42P01":  # undefined_table
+        return True
+    return "no such table" in str(error.orig).lower()
+
+
+def schema_missing(url: str | URL) -> SchemaOutdated:
+    return SchemaOutdated(
+        f"database {describe_url(url)} has no registry schema (or an old one); "
+        "run `meshdns migrate`"
+    )
+
+
 def describe_url(url: str | URL) -> str:
     """The URL without its password, to put in messages."""
     return make_url(url).render_as_string(hide_password=True)

@@ -1,19 +1,49 @@
-"""The registry store: resources in SQL, returned as plain frozen values.
-
-INTERFACE STUB: the bodies are being written; the signatures are the contract.
-"""
+"""The registry store: resources in SQL, returned as plain frozen values."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from types import MappingProxyType
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    case,
+    delete,
+    distinct,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.orm import aliased
 
+from registry.database import (
+    WRITE_OPTION,
+    is_schema_missing,
+    is_unavailable,
+    schema_missing,
+    unavailable,
+)
+from registry.errors import NotFound, RegistryError, SchemaOutdated
+from registry.models import (
+    DataplaneRow,
+    InboundRow,
+    InboundTagRow,
+    MeshRow,
+    RegistryStateRow,
+    VipRow,
+)
 from registry.schema import Dataplane, Mesh, Resource
-from registry.snapshot import Snapshot
+from registry.snapshot import Endpoint, IPAddress, MeshView, ServiceView, Snapshot
+from registry.vips import VipSettings, allocate_vip, release_vips
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +74,11 @@ class ServiceSummary:
     dataplanes: int
 
 
-@dataclass(frozen=True, slots=True)
-class VipSettings:
-    cidr: IPv4Network = IPv4Network("240.0.0.0/4")
-    cidr6: IPv6Network | None = None
-    quarantine_seconds: float = 3600.0
+class _Unchanged(Exception):
+    """Raised inside a write transaction to roll it back (revision bump included)."""
+
+
+ANY_VALUE = "*"  # a tag filter value meaning "the tag is present, whatever its value"
 
 
 class Store:
@@ -57,47 +87,448 @@ class Store:
     def __init__(self, engine: AsyncEngine, vips: VipSettings | None = None) -> None:
         self.engine = engine
         self.vips = vips or VipSettings()
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+
+    # -- transactions -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """One consistent read: all its statements see the same committed state."""
+        with self._errors_mapped():
+            async with self.engine.connect() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Read committed would give each statement its own snapshot.
+                    await connection.execution_options(isolation_level="REPEATABLE READ")
+                async with connection.begin():
+                    yield connection
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction that has taken the next registry revision."""
+        with self._errors_mapped():
+            async with self._writer.begin() as connection:
+                # First statement of every write: it numbers this transaction's change and,
+                # on Postgres, takes the registry_state row lock until commit, so writers
+                # run one at a time and commit in revision order. The change feed relies on
+                # that (a reader that saw revision R can never later see a commit of a
+                # smaller one), and it makes "is this the service's last dataplane?" a
+                # question two writers cannot answer at once. SQLite's BEGIN IMMEDIATE
+                # (WRITE_OPTION) serialises writers the same way.
+                bumped = await connection.execute(
+                    update(RegistryStateRow)
+                    .where(RegistryStateRow.id == 1)
+                    .values(revision=RegistryStateRow.revision + 1)
+                )
+                if bumped.rowcount != 1:
+                    raise schema_missing(self.engine.url)
+                yield connection
+
+    def _errors_mapped(self) -> _ErrorMapper:
+        return _ErrorMapper(self.engine)
+
+    # -- writes -------------------------------------------------------------------------
 
     async def put(self, resource: Resource) -> bool:
         """Create or replace one resource; True when it was created."""
-        raise NotImplementedError
+        return (await self.put_many([resource]))[0]
 
     async def put_many(self, resources: Sequence[Resource]) -> list[bool]:
         """Create or replace all of them in one transaction, or none; True where created."""
-        raise NotImplementedError
+        # Meshes first, so a batch may hold a mesh and its dataplanes in any order.
+        order = sorted(range(len(resources)), key=lambda i: not isinstance(resources[i], Mesh))
+        created = [False] * len(resources)
+        now = _now()
+        async with self._write() as connection:
+            for index in order:
+                resource = resources[index]
+                if isinstance(resource, Mesh):
+                    created[index] = await self._put_mesh(connection, resource, now)
+                else:
+                    created[index] = await self._put_dataplane(connection, resource, now)
+        return created
 
-    async def get_mesh(self, name: str) -> Stored:
-        raise NotImplementedError
+    async def _put_mesh(self, connection: AsyncConnection, mesh: Mesh, now: datetime) -> bool:
+        mesh_id = await connection.scalar(select(MeshRow.id).where(MeshRow.name == mesh.name))
+        if mesh_id is None:
+            await connection.execute(
+                insert(MeshRow).values(
+                    name=mesh.name, spec=mesh.dump(), created_at=now, modified_at=now
+                )
+            )
+            return True
+        await connection.execute(
+            update(MeshRow).where(MeshRow.id == mesh_id).values(spec=mesh.dump(), modified_at=now)
+        )
+        return False
 
-    async def list_meshes(self, size: int = 100, offset: int = 0) -> Page:
-        raise NotImplementedError
+    async def _put_dataplane(
+        self, connection: AsyncConnection, dataplane: Dataplane, now: datetime
+    ) -> bool:
+        mesh_id = await connection.scalar(select(MeshRow.id).where(MeshRow.name == dataplane.mesh))
+        if mesh_id is None:
+            raise NotFound(
+                f'mesh "{dataplane.mesh}" does not exist: create it before dataplane '
+                f'"{dataplane.name}"'
+            )
+        values = {
+            "address": dataplane.networking.address,
+            "advertised_address": dataplane.networking.advertised_address,
+            "spec": dataplane.dump(),
+            "modified_at": now,
+        }
+        dataplane_id = await connection.scalar(
+            select(DataplaneRow.id).where(
+                DataplaneRow.mesh_id == mesh_id, DataplaneRow.name == dataplane.name
+            )
+        )
+        old_services: set[str] = set()
+        created = dataplane_id is None
+        if dataplane_id is None:
+            inserted = await connection.execute(
+                insert(DataplaneRow)
+                .values(mesh_id=mesh_id, name=dataplane.name, created_at=now, **values)
+                .returning(DataplaneRow.id)
+            )
+            dataplane_id = inserted.scalar_one()
+        else:
+            old_services = set(
+                await connection.scalars(
+                    select(InboundRow.service).where(InboundRow.dataplane_id == dataplane_id)
+                )
+            )
+            await connection.execute(
+                update(DataplaneRow).where(DataplaneRow.id == dataplane_id).values(**values)
+            )
+            # Their tags go with them (ON DELETE CASCADE).
+            await connection.execute(
+                delete(InboundRow).where(InboundRow.dataplane_id == dataplane_id)
+            )
+        await _insert_inbounds(connection, dataplane_id, dataplane)
+        for service in dataplane.services:
+            await allocate_vip(connection, dataplane.mesh, service, self.vips, now)
+        await release_vips(connection, dataplane.mesh, old_services - set(dataplane.services), now)
+        return created
 
     async def delete_mesh(self, name: str) -> None:
-        raise NotImplementedError
+        """Delete a mesh and, like Kuma, its dataplanes; their VIPs go into quarantine."""
+        async with self._write() as connection:
+            result = await connection.execute(delete(MeshRow).where(MeshRow.name == name))
+            if result.rowcount == 0:
+                raise NotFound(f'mesh "{name}" not found')
+            await release_vips(connection, name, None, _now())
+
+    async def delete_dataplane(self, mesh: str, name: str) -> None:
+        async with self._write() as connection:
+            dataplane_id = await connection.scalar(
+                select(DataplaneRow.id)
+                .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
+                .where(MeshRow.name == mesh, DataplaneRow.name == name)
+            )
+            if dataplane_id is None:
+                raise NotFound(f'dataplane "{name}" not found in mesh "{mesh}"')
+            services = set(
+                await connection.scalars(
+                    select(InboundRow.service).where(InboundRow.dataplane_id == dataplane_id)
+                )
+            )
+            await connection.execute(delete(DataplaneRow).where(DataplaneRow.id == dataplane_id))
+            await release_vips(connection, mesh, services, _now())
+
+    async def ensure_mesh(self, name: str) -> bool:
+        """Create mesh `name` when no mesh exists at all (Kuma's default mesh); True if created."""
+        async with self._read() as connection:
+            if await connection.scalar(select(exists(select(MeshRow.id)))):
+                return False
+        try:
+            async with self._write() as connection:
+                # Checked again under the write lock: another replica may have just made one.
+                if await connection.scalar(select(exists(select(MeshRow.id)))):
+                    raise _Unchanged
+                now = _now()
+                await self._put_mesh(connection, Mesh.model_validate({"name": name}), now)
+        except _Unchanged:
+            return False
+        return True
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def get_mesh(self, name: str) -> Stored:
+        async with self._read() as connection:
+            row = (
+                await connection.execute(
+                    select(MeshRow.spec, MeshRow.created_at, MeshRow.modified_at).where(
+                        MeshRow.name == name
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            raise NotFound(f'mesh "{name}" not found')
+        return _stored(Mesh, row)
+
+    async def list_meshes(self, size: int = 100, offset: int = 0) -> Page:
+        query = select(MeshRow.name, MeshRow.spec, MeshRow.created_at, MeshRow.modified_at)
+        async with self._read() as connection:
+            return await _page(connection, Mesh, query, MeshRow.name, size, offset)
 
     async def get_dataplane(self, mesh: str, name: str) -> Stored:
-        raise NotImplementedError
+        async with self._read() as connection:
+            row = (
+                await connection.execute(
+                    select(DataplaneRow.spec, DataplaneRow.created_at, DataplaneRow.modified_at)
+                    .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
+                    .where(MeshRow.name == mesh, DataplaneRow.name == name)
+                )
+            ).one_or_none()
+        if row is None:
+            raise NotFound(f'dataplane "{name}" not found in mesh "{mesh}"')
+        return _stored(Dataplane, row)
 
     async def list_dataplanes(
         self, mesh: str, size: int = 100, offset: int = 0, tags: Mapping[str, str] | None = None
     ) -> Page:
-        raise NotImplementedError
-
-    async def delete_dataplane(self, mesh: str, name: str) -> None:
-        raise NotImplementedError
+        """A page of a mesh's dataplanes by name; with `tags`, those with an inbound that has
+        every one of them (value "*" matches any value). An unknown mesh lists nothing."""
+        query = (
+            select(
+                DataplaneRow.name,
+                DataplaneRow.spec,
+                DataplaneRow.created_at,
+                DataplaneRow.modified_at,
+            )
+            .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
+            .where(MeshRow.name == mesh)
+        )
+        if tags:
+            query = query.where(_has_inbound_tagged(tags))
+        async with self._read() as connection:
+            return await _page(connection, Dataplane, query, DataplaneRow.name, size, offset)
 
     async def list_services(self, mesh: str) -> list[ServiceSummary]:
-        raise NotImplementedError
-
-    async def ensure_mesh(self, name: str) -> bool:
-        """Create mesh `name` when no mesh exists at all (Kuma's default mesh); True if created."""
-        raise NotImplementedError
+        """The services of a mesh by name, with VIPs and counts. An unknown mesh has none."""
+        counts = (
+            select(
+                InboundRow.service,
+                func.count(distinct(InboundRow.dataplane_id)),
+                func.sum(case((InboundRow.ready, 1), else_=0)),
+            )
+            .join(DataplaneRow, DataplaneRow.id == InboundRow.dataplane_id)
+            .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
+            .where(MeshRow.name == mesh)
+            .group_by(InboundRow.service)
+        )
+        async with self._read() as connection:
+            rows = (await connection.execute(counts)).all()
+            vips = await _active_vips(connection, mesh)
+        summaries = []
+        for service, dataplanes, ready in rows:
+            vip, vip6 = vips.get((mesh, service), (None, None))
+            summaries.append(
+                ServiceSummary(
+                    name=service,
+                    vip=vip,
+                    vip6=vip6,
+                    endpoints=int(ready or 0),
+                    dataplanes=int(dataplanes),
+                )
+            )
+        return sorted(summaries, key=lambda summary: summary.name)
 
     async def revision(self) -> int:
-        raise NotImplementedError
+        async with self._read() as connection:
+            return await _revision(connection)
 
     async def load_snapshot(self) -> Snapshot:
-        raise NotImplementedError
+        """The whole registry, read in one transaction, as an immutable Snapshot."""
+        async with self._read() as connection:
+            revision = await _revision(connection)
+            meshes = (await connection.execute(select(MeshRow.name, MeshRow.spec))).all()
+            dataplanes = (
+                await connection.execute(
+                    select(MeshRow.name, DataplaneRow.address).join(
+                        MeshRow, MeshRow.id == DataplaneRow.mesh_id
+                    )
+                )
+            ).all()
+            inbounds = (
+                await connection.execute(
+                    select(
+                        MeshRow.name,
+                        DataplaneRow.name,
+                        DataplaneRow.advertised_address,
+                        InboundRow.service,
+                        InboundRow.address,
+                        InboundRow.port,
+                        InboundRow.ready,
+                    )
+                    .join(DataplaneRow, DataplaneRow.id == InboundRow.dataplane_id)
+                    .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
+                )
+            ).all()
+            vips = await _active_vips(connection, None)
+        return _build_snapshot(revision, meshes, dataplanes, inbounds, vips)
+
+
+class _ErrorMapper:
+    """Turns driver failures into the registry's errors (a context manager)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
+        if error is None or isinstance(error, RegistryError | _Unchanged):
+            return
+        if is_unavailable(error):
+            raise unavailable(self.engine.url, error) from error
+        if is_schema_missing(error):
+            raise schema_missing(self.engine.url) from error
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stored(model: type[Mesh] | type[Dataplane], row: Any) -> Stored:
+    return Stored(
+        resource=model.model_validate(row.spec),
+        creation_time=row.created_at,
+        modification_time=row.modified_at,
+    )
+
+
+def _by_name(connection: AsyncConnection, column: Any) -> ColumnElement[Any]:
+    # Byte order on both databases: Postgres would otherwise sort by its locale.
+    return column.collate("C") if connection.dialect.name == "postgresql" else column
+
+
+async def _page(
+    connection: AsyncConnection,
+    model: type[Mesh] | type[Dataplane],
+    query: Select[Any],
+    name: Any,
+    size: int,
+    offset: int,
+) -> Page:
+    total = await connection.scalar(select(func.count()).select_from(query.subquery()))
+    rows = await connection.execute(
+        query.order_by(_by_name(connection, name)).limit(size).offset(offset)
+    )
+    return Page(total=int(total or 0), items=tuple(_stored(model, row) for row in rows))
+
+
+def _has_inbound_tagged(tags: Mapping[str, str]) -> ColumnElement[bool]:
+    inbound = aliased(InboundRow)
+    conditions: list[ColumnElement[bool]] = [inbound.dataplane_id == DataplaneRow.id]
+    for key, value in tags.items():
+        tag = aliased(InboundTagRow)
+        matches = [tag.inbound_id == inbound.id, tag.key == key]
+        if value != ANY_VALUE:
+            matches.append(tag.value == value)
+        conditions.append(exists().where(*matches))
+    return exists().where(*conditions)
+
+
+async def _insert_inbounds(
+    connection: AsyncConnection, dataplane_id: int, dataplane: Dataplane
+) -> None:
+    inbounds = dataplane.networking.inbound
+    if not inbounds:
+        return
+    rows = [
+        {
+            "dataplane_id": dataplane_id,
+            "position": position,
+            "service": inbound.service,
+            "address": inbound.address or dataplane.networking.address,
+            "port": inbound.port,
+            "ready": inbound.ready,
+        }
+        for position, inbound in enumerate(inbounds)
+    ]
+    ids = (
+        await connection.execute(
+            insert(InboundRow).returning(InboundRow.id, sort_by_parameter_order=True), rows
+        )
+    ).scalars()
+    tags = [
+        {"inbound_id": inbound_id, "key": key, "value": value}
+        for inbound_id, inbound in zip(ids, inbounds, strict=True)
+        for key, value in inbound.tags.items()
+    ]
+    await connection.execute(insert(InboundTagRow), tags)
+
+
+async def _revision(connection: AsyncConnection) -> int:
+    revision = await connection.scalar(
+        select(RegistryStateRow.revision).where(RegistryStateRow.id == 1)
+    )
+    if revision is None:
+        raise SchemaOutdated("the registry_state row is missing; run `meshdns migrate`")
+    return int(revision)
+
+
+async def _active_vips(
+    connection: AsyncConnection, mesh: str | None
+) -> dict[tuple[str, str], tuple[IPv4Address, IPv6Address | None]]:
+    query = select(VipRow.mesh, VipRow.service, VipRow.address, VipRow.address6).where(
+        VipRow.released_at.is_(None)
+    )
+    if mesh is not None:
+        query = query.where(VipRow.mesh == mesh)
+    return {
+        (row.mesh, row.service): (
+            IPv4Address(row.address),
+            IPv6Address(row.address6) if row.address6 else None,
+        )
+        for row in await connection.execute(query)
+    }
+
+
+def _build_snapshot(
+    revision: int,
+    meshes: Sequence[Any],
+    dataplanes: Sequence[Any],
+    inbounds: Sequence[Any],
+    vips: Mapping[tuple[str, str], tuple[IPv4Address, IPv6Address | None]],
+) -> Snapshot:
+    endpoints: dict[tuple[str, str], list[Endpoint]] = {}
+    dataplane_meshes: dict[IPAddress, str] = {}
+    # Sorted, so that an address registered in two meshes maps to the same one every time.
+    for mesh, address in sorted(dataplanes):
+        dataplane_meshes.setdefault(ip_address(address), mesh)
+    for mesh, dataplane, advertised, service, address, port, ready in sorted(
+        inbounds, key=lambda row: (row[0], row[3], row[1], row[5])
+    ):
+        dataplane_meshes.setdefault(ip_address(address), mesh)
+        endpoints.setdefault((mesh, service), []).append(
+            Endpoint(
+                dataplane=dataplane,
+                address=ip_address(advertised or address),
+                port=port,
+                ready=bool(ready),
+            )
+        )
+    services: dict[str, dict[str, ServiceView]] = {}
+    for (mesh, service), service_endpoints in endpoints.items():
+        vip, vip6 = vips.get((mesh, service), (None, None))
+        services.setdefault(mesh, {})[service] = ServiceView(
+            name=service, vip=vip, vip6=vip6, endpoints=tuple(service_endpoints)
+        )
+    views = {
+        name: MeshView(
+            name=name,
+            mtls=Mesh.model_validate(spec).mtls_enabled,
+            services=MappingProxyType(services.get(name, {})),
+        )
+        for name, spec in sorted(meshes, key=lambda row: row[0])
+    }
+    return Snapshot(
+        revision=revision,
+        meshes=MappingProxyType(views),
+        dataplane_meshes=MappingProxyType(dataplane_meshes),
+    )
 
 
 __all__ = ["Dataplane", "Mesh", "Page", "ServiceSummary", "Store", "Stored", "VipSettings"]
