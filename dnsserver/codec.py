@@ -150,6 +150,7 @@ def encode_response(response: Response, limit: int) -> bytes:
 
     Records that do not fit are cut at a record boundary, from the end (additional,
     then authority, then answer), and TC is set; the OPT record is always kept.
+    ``limit`` must hold the header, question and OPT record; 512 always does.
     """
     if response.rcode > 0xF and response.edns_payload is None:
         raise DnsError(f"rcode {response.rcode} needs an OPT record to be expressed")

@@ -1,0 +1,14 @@
+"""Fixtures of the DNS tests."""
+
+from __future__ import annotations
+
+import pytest
+from dnstesting import standard_handler
+
+from dnsserver import Handler
+
+
+@pytest.fixture
+def handler() -> Handler:
+    """A handler answering from the standard snapshot, with an NS address."""
+    return standard_handler()
