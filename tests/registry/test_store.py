@@ -1,0 +1,313 @@
+"""The store's reads and writes, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import dataclasses
+from ipaddress import IPv4Address, ip_address
+
+import pytest
+from registrytesting import dataplane, mesh
+
+from registry.errors import DatabaseUnavailable, NotFound, SchemaOutdated
+from registry.store import Store
+
+
+async def test_mesh_round_trip_keeps_creation_time_on_update(store: Store):
+    assert await store.put(mesh("demo")) is True
+    first = await store.get_mesh("demo")
+    assert first.resource == mesh("demo")
+
+    assert await store.put(mesh("demo", mtls=True)) is False
+    second = await store.get_mesh("demo")
+    assert second.resource == mesh("demo", mtls=True)
+    assert second.creation_time == first.creation_time
+    assert second.modification_time != first.modification_time
+    assert second.creation_time.tzinfo is not None
+
+
+async def test_stored_values_are_frozen(store: Store):
+    await store.put(mesh("demo"))
+    stored = await store.get_mesh("demo")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stored.creation_time = stored.modification_time  # type: ignore[misc]
+
+
+async def test_list_meshes_pages_in_byte_order_with_total(store: Store):
+    names = ["b", "a-b", "a.b", "a_b", "ab", "a0"]
+    await store.put_many([mesh(name) for name in names])
+
+    page = await store.list_meshes(size=2, offset=1)
+
+    assert page.total == len(names)
+    assert [item.resource.name for item in page.items] == sorted(names)[1:3]
+    everything = await store.list_meshes()
+    assert [item.resource.name for item in everything.items] == sorted(names)
+    assert (await store.list_meshes(size=10, offset=10)).items == ()
+
+
+async def test_dataplane_round_trip(store: Store):
+    await store.put(mesh())
+    resource = dataplane("web-1", tags={"version": "v1"}, advertised_address="203.0.113.5")
+
+    assert await store.put(resource) is True
+    stored = await store.get_dataplane("default", "web-1")
+    assert stored.resource == resource
+    assert stored.resource.dump() == resource.dump()
+
+    assert await store.put(dataplane("web-1", port=9090)) is False
+    updated = await store.get_dataplane("default", "web-1")
+    assert updated.resource.networking.inbound[0].port == 9090
+    assert updated.creation_time == stored.creation_time
+
+
+async def test_missing_resources_are_not_found(store: Store):
+    await store.put(mesh())
+    with pytest.raises(NotFound, match="nope"):
+        await store.get_mesh("nope")
+    with pytest.raises(NotFound, match="web-9"):
+        await store.get_dataplane("default", "web-9")
+    with pytest.raises(NotFound):
+        await store.delete_dataplane("default", "web-9")
+    with pytest.raises(NotFound):
+        await store.delete_mesh("nope")
+
+
+async def test_dataplane_in_a_missing_mesh_is_refused_naming_the_mesh(store: Store):
+    with pytest.raises(NotFound, match='mesh "elsewhere" does not exist'):
+        await store.put(dataplane("web-1", mesh="elsewhere"))
+    assert (await store.list_dataplanes("elsewhere")).total == 0
+
+
+async def test_put_many_writes_a_mesh_and_its_dataplanes_in_any_order(store: Store):
+    created = await store.put_many([dataplane("web-1", mesh="demo"), mesh("demo")])
+
+    assert created == [True, True]
+    assert (await store.get_dataplane("demo", "web-1")).resource.mesh == "demo"
+    assert await store.put_many([mesh("demo"), dataplane("web-2", mesh="demo")]) == [False, True]
+
+
+async def test_put_many_is_all_or_nothing(store: Store):
+    await store.put(mesh())
+    before = await store.revision()
+
+    with pytest.raises(NotFound, match="missing"):
+        await store.put_many(
+            [
+                mesh("demo"),
+                dataplane("web-1", mesh="demo"),
+                dataplane("web-2"),
+                dataplane("web-3", mesh="missing"),
+            ]
+        )
+
+    with pytest.raises(NotFound):
+        await store.get_mesh("demo")
+    assert (await store.list_dataplanes("default")).total == 0
+    assert await store.revision() == before
+    assert (await store.load_snapshot()).meshes["default"].services == {}
+
+
+async def test_list_dataplanes_filters_by_tags_of_one_inbound(store: Store):
+    await store.put(mesh())
+    await store.put(dataplane("web-1", tags={"version": "v1"}))
+    await store.put(
+        dataplane(
+            "multi-1",
+            address="10.0.0.2",
+            inbounds=[
+                {"port": 80, "tags": {"kuma.io/service": "api", "version": "v2"}},
+                {"port": 81, "tags": {"kuma.io/service": "web", "team": "core"}},
+            ],
+        )
+    )
+    await store.put(dataplane("plain-1", service="db", address="10.0.0.3"))
+
+    async def names(tags: dict[str, str]) -> list[str]:
+        page = await store.list_dataplanes("default", tags=tags)
+        assert page.total == len(page.items)
+        return [item.resource.name for item in page.items]
+
+    assert await names({"kuma.io/service": "web"}) == ["multi-1", "web-1"]
+    assert await names({"kuma.io/service": "web", "version": "v1"}) == ["web-1"]
+    assert await names({"kuma.io/service": "api", "version": "*"}) == ["multi-1"]
+    assert await names({"version": "*"}) == ["multi-1", "web-1"]
+    # Both tags exist on multi-1, but on different inbounds: no match.
+    assert await names({"kuma.io/service": "web", "version": "v2"}) == []
+    assert await names({"team": "*", "kuma.io/service": "web"}) == ["multi-1"]
+    assert await names({}) == ["multi-1", "plain-1", "web-1"]
+
+
+async def test_list_dataplanes_pages_with_a_filtered_total(store: Store):
+    await store.put(mesh())
+    await store.put_many(
+        [dataplane(f"web-{i}", address=f"10.0.0.{i + 1}") for i in range(5)]
+        + [dataplane("db-1", service="db", address="10.0.1.1")]
+    )
+
+    page = await store.list_dataplanes("default", size=2, offset=2, tags={"kuma.io/service": "web"})
+
+    assert page.total == 5
+    assert [item.resource.name for item in page.items] == ["web-2", "web-3"]
+
+
+async def test_deleting_a_mesh_deletes_its_dataplanes(store: Store):
+    await store.put_many(
+        [mesh(), mesh("other"), dataplane("web-1"), dataplane("web-1", mesh="other")]
+    )
+
+    await store.delete_mesh("default")
+
+    assert (await store.list_dataplanes("default")).total == 0
+    with pytest.raises(NotFound):
+        await store.get_dataplane("default", "web-1")
+    assert (await store.get_dataplane("other", "web-1")).resource.mesh == "other"
+    snapshot = await store.load_snapshot()
+    assert list(snapshot.meshes) == ["other"]
+    # Recreated, the mesh starts empty.
+    await store.put(mesh())
+    assert (await store.list_dataplanes("default")).total == 0
+
+
+async def test_delete_dataplane(store: Store):
+    await store.put_many([mesh(), dataplane("web-1"), dataplane("web-2", address="10.0.0.2")])
+
+    await store.delete_dataplane("default", "web-1")
+
+    page = await store.list_dataplanes("default")
+    assert [item.resource.name for item in page.items] == ["web-2"]
+    services = await store.list_services("default")
+    assert [(s.name, s.dataplanes) for s in services] == [("web", 1)]
+
+
+async def test_list_services_counts_ready_endpoints_and_dataplanes(store: Store):
+    await store.put_many(
+        [
+            mesh(),
+            dataplane("web-1"),
+            dataplane("web-2", address="10.0.0.2", ready=False),
+            dataplane(
+                "both-1",
+                address="10.0.0.3",
+                inbounds=[
+                    {"port": 80, "tags": {"kuma.io/service": "web"}},
+                    {"port": 81, "tags": {"kuma.io/service": "web"}, "health": {"ready": False}},
+                    {"port": 5432, "tags": {"kuma.io/service": "db"}},
+                ],
+            ),
+        ]
+    )
+
+    services = await store.list_services("default")
+
+    assert [(s.name, s.endpoints, s.dataplanes) for s in services] == [("db", 1, 1), ("web", 2, 3)]
+    assert all(isinstance(s.vip, IPv4Address) for s in services)
+    assert services[0].vip != services[1].vip
+    assert await store.list_services("nope") == []
+
+
+async def test_ensure_mesh_creates_only_into_an_empty_registry(store: Store):
+    assert await store.ensure_mesh("default") is True
+    assert await store.ensure_mesh("default") is False
+    revision = await store.revision()
+    await store.delete_mesh("default")
+    await store.put(mesh("demo"))
+    assert await store.ensure_mesh("default") is False
+    assert [item.resource.name for item in (await store.list_meshes()).items] == ["demo"]
+    assert await store.revision() == revision + 2
+
+
+async def test_every_write_bumps_the_revision_once(store: Store):
+    assert await store.revision() == 0
+    await store.put(mesh())
+    await store.put_many([dataplane("web-1"), dataplane("web-2", address="10.0.0.2")])
+    await store.delete_dataplane("default", "web-1")
+    with pytest.raises(NotFound):
+        await store.delete_dataplane("default", "web-1")
+    assert await store.revision() == 3
+    assert (await store.load_snapshot()).revision == 3
+
+
+async def test_snapshot_holds_meshes_services_endpoints_and_client_meshes(store: Store):
+    await store.put_many(
+        [
+            mesh(),
+            mesh("secure", mtls=True),
+            dataplane("web-1", address="10.0.0.1", port=8080),
+            dataplane("web-2", address="10.0.0.2", advertised_address="203.0.113.2", ready=False),
+            dataplane(
+                "api-1",
+                mesh="secure",
+                address="10.0.1.1",
+                inbounds=[
+                    {"port": 9000, "address": "10.0.1.2", "tags": {"kuma.io/service": "api"}}
+                ],
+            ),
+        ]
+    )
+
+    snapshot = await store.load_snapshot()
+
+    assert snapshot.revision == 1
+    assert snapshot.meshes["default"].mtls is False
+    assert snapshot.meshes["secure"].mtls is True
+    web = snapshot.meshes["default"].services["web"]
+    assert [(e.dataplane, str(e.address), e.port, e.ready) for e in web.endpoints] == [
+        ("web-1", "10.0.0.1", 8080, True),
+        ("web-2", "203.0.113.2", 8080, False),
+    ]
+    assert [e.dataplane for e in web.ready_endpoints] == ["web-1"]
+    api = snapshot.meshes["secure"].services["api"]
+    assert [(str(e.address), e.port) for e in api.endpoints] == [("10.0.1.2", 9000)]
+    assert api.vip is not None and web.vip is not None and api.vip != web.vip
+    assert dict(snapshot.dataplane_meshes) == {
+        ip_address("10.0.0.1"): "default",
+        ip_address("10.0.0.2"): "default",
+        ip_address("10.0.1.1"): "secure",
+        ip_address("10.0.1.2"): "secure",
+    }
+    with pytest.raises(TypeError):
+        snapshot.meshes["other"] = snapshot.meshes["default"]  # type: ignore[index]
+
+
+async def test_a_dataplane_moving_to_another_service_releases_the_old_one(store: Store):
+    await store.put_many([mesh(), dataplane("web-1", service="old")])
+
+    await store.put(dataplane("web-1", service="new"))
+
+    services = (await store.load_snapshot()).meshes["default"].services
+    assert list(services) == ["new"]
+    assert [s.name for s in await store.list_services("default")] == ["new"]
+
+
+async def test_a_database_without_the_schema_says_to_migrate(empty_database_url, make_store):
+    from registry.database import create_engine
+
+    engine = create_engine(empty_database_url)
+    try:
+        with pytest.raises(SchemaOutdated, match="meshdns migrate"):
+            await Store(engine).list_meshes()
+        with pytest.raises(SchemaOutdated, match="meshdns migrate"):
+            await Store(engine).put(mesh())
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("postgresql+asyncpg://postgres@127.0.0.1:1/meshdns", id="refused"),
+        pytest.param("sqlite+aiosqlite:////nonexistent-dir/registry.db", id="sqlite-unopenable"),
+    ],
+)
+async def test_an_unreachable_database_raises_database_unavailable(url):
+    from registry.database import create_engine
+
+    engine = create_engine(url)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="unavailable") as raised:
+            await Store(engine).list_meshes()
+        assert "127.0.0.1:1" in str(raised.value) or "registry.db" in str(raised.value)
+        with pytest.raises(DatabaseUnavailable):
+            await Store(engine).put(mesh())
+    finally:
+        await engine.dispose()
