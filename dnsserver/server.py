@@ -12,7 +12,7 @@ import logging
 import struct
 from collections.abc import Callable
 from ipaddress import IPv6Address, ip_address
-from typing import Any
+from typing import Any, cast
 
 from dnsserver.errors import BindError
 from dnsserver.handler import Handler
@@ -170,8 +170,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self._transport = transport
+        # A cast, not an isinstance check: CPython 3.11's selector transport does not
+        # subclass asyncio.DatagramTransport.
+        self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         reply = self._answer(data, _client_address(addr), False)
