@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv6Address
 from dnslib import AAAA, EDNS0, NS, RR, SOA, A, DNSBuffer, DNSHeader, DNSLabel, DNSQuestion
 
 from dnsserver.errors import DnsError, FormError
-from dnsserver.records import Name, Ns, Record, RecordData, RecordType, Soa
+from dnsserver.records import Name, Ns, Question, Record, RecordData, RecordType, Soa
 
 HEADER_SIZE = 12
 CLASS_IN = 1
@@ -53,15 +53,6 @@ class Header:
     opcode: int
     rd: bool
     qdcount: int
-
-
-@dataclass(frozen=True, slots=True)
-class Question:
-    """A question exactly as asked: the name keeps the client's case."""
-
-    name: Name
-    qtype: int
-    qclass: int
 
 
 @dataclass(frozen=True, slots=True)

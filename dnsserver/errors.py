@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dnsserver.records import Question
+
 
 class DnsError(Exception):
     """Something went wrong in the DNS server."""
@@ -14,11 +16,10 @@ class DnsError(Exception):
 class FormError(DnsError):
     """The DNS message is malformed."""
 
-    def __init__(self, message: str | None = None, *, question: object | None = None) -> None:
+    def __init__(self, message: str | None = None, *, question: Question | None = None) -> None:
         super().__init__(message)
-        # The question, when it could be read before the message went wrong, so a
-        # FORMERR reply can echo it. Typed loosely here to keep this module free of
-        # the codec; the codec puts a codec.Question in it.
+        # The question, when it could be read before the message went wrong, so
+        # that the FORMERR reply can echo it.
         self.question = question
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 
 from dnsserver import codec
-from dnsserver.codec import Header, Opcode, Query, Question, Rcode, Response
+from dnsserver.codec import Header, Opcode, Query, Rcode, Response
 from dnsserver.config import ZoneConfig
 from dnsserver.errors import FormError
 from dnsserver.lookup import Answer, Result, lookup
+from dnsserver.records import Question
 from dnsserver.zone import Zones, build_zones
 from registry.snapshot import IPAddress, Snapshot
 
@@ -84,9 +85,8 @@ class Handler:
         try:
             query = codec.parse_query(data)
         except FormError as error:
-            question = error.question if isinstance(error.question, Question) else None
             rcode = Rcode.NOTIMP if header.opcode != Opcode.QUERY else Rcode.FORMERR
-            return self._error(header, rcode, question)
+            return self._error(header, rcode, error.question)
         if header.opcode != Opcode.QUERY:
             return self._error(header, Rcode.NOTIMP, query.question, query)
         if query.question.qclass != codec.CLASS_IN:

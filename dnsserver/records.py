@@ -37,6 +37,15 @@ class RecordType(IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Question:
+    """A question exactly as asked: the name keeps the client's case."""
+
+    name: Name
+    qtype: int
+    qclass: int
+
+
+@dataclass(frozen=True, slots=True)
 class Soa:
     """The data of an SOA record."""
 

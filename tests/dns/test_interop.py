@@ -42,11 +42,20 @@ class ServerThread:
 
     def __enter__(self) -> DnsServer:
         self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=10)
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(timeout=10)
+        except BaseException:
+            self._stop_loop()
+            raise
         return self.server
 
     def __exit__(self, *exc_info: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(timeout=10)
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(timeout=10)
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()

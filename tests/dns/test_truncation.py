@@ -8,8 +8,8 @@ import dns.flags
 import pytest
 from dnstesting import BIG_ENDPOINTS, OUTSIDER, parse, query, rdatas
 
-from dnsserver.codec import Question, Response, encode_response
-from dnsserver.records import Ns, Record, name_from_text
+from dnsserver.codec import Response, encode_response
+from dnsserver.records import Ns, Question, Record, name_from_text
 
 BIG = "big.endpoints.mesh."
 
