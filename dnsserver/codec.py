@@ -20,6 +20,7 @@ CLASS_IN = 1
 # RFC 1035 2.3.4: at most 255 bytes on the wire, 63 per label.
 _MAX_NAME_WIRE_LENGTH = 255
 _MAX_LABEL_LENGTH = 63
+_MAX_POINTER_OFFSET = 0x3FFF
 
 
 class Opcode(IntEnum):
@@ -153,6 +154,7 @@ def encode_response(response: Response, limit: int) -> bytes:
     # remember where each ends; compression pointers only point backwards, so any
     # prefix of the packed message is itself a valid message body.
     buffer = DNSBuffer()
+    buffer.names = _PointableNames()
     DNSHeader(id=0, bitmap=0).pack(buffer)
     if response.question is not None:
         question = response.question
@@ -186,6 +188,18 @@ def encode_response(response: Response, limit: int) -> bytes:
     header_buffer = DNSBuffer()
     header.pack(header_buffer)
     return bytes(header_buffer.data) + bytes(buffer.data[HEADER_SIZE:body_end]) + opt
+
+
+class _PointableNames(dict[tuple[bytes, ...], int]):
+    """dnslib's name-compression table, keeping only offsets a pointer can reach.
+
+    A compression pointer holds 14 bits of offset; dnslib would otherwise write a
+    corrupt pointer to a name first written past 16383 bytes (large TCP replies).
+    """
+
+    def __setitem__(self, name: tuple[bytes, ...], offset: int) -> None:
+        if offset <= _MAX_POINTER_OFFSET:
+            super().__setitem__(name, offset)
 
 
 def read_question(data: bytes) -> Question | None:

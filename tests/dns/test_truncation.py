@@ -89,3 +89,17 @@ def test_records_are_dropped_from_the_end(edns_payload):
 
 def _fields(response: Response) -> dict:
     return {name: getattr(response, name) for name in Response.__slots__}
+
+
+def test_tcp_reply_past_16k_with_many_names_parses():
+    """Compression pointers reach 16383 bytes; names first written later stay uncompressed."""
+    owners = [name_from_text(f"host{i}.mesh") for i in range(1000)]
+    records = [Record(owner, 5, ip_address("10.0.0.1")) for owner in owners * 2]
+    response = Response(**{**_fields(RESPONSE), "answer": tuple(records)})
+    reply = encode_response(response, 65535)
+    assert len(reply) > 0x3FFF
+    message = parse(reply)
+    assert not message.flags & dns.flags.TC
+    assert [rrset.name.to_text() for rrset in message.answer] == [
+        f"host{i}.mesh." for i in range(1000)
+    ] * 2
