@@ -106,7 +106,7 @@ def _fill_identity(document: Any, expected: dict[str, str]) -> Any:
 def render(stored: Stored) -> dict[str, Any]:
     """A stored resource as Kuma's API shows it."""
     body = stored.resource.dump()
-    head = {key: body.pop(key) for key in ("type", "mesh", "name") if key in body}
+    head: dict[str, Any] = {key: body.pop(key) for key in ("type", "mesh", "name") if key in body}
     return {
         **head,
         "creationTime": stored.creation_time.isoformat(),
