@@ -158,7 +158,7 @@ def create_app(
     *,
     ready: Callable[[], dict[str, Any]] | None = None,
     on_change: Callable[[], None] | None = None,
-    version: str = "",
+    version: str = "0",
 ) -> FastAPI:
     """The API application over `store`; `on_change` is called after every committed write."""
     app = FastAPI(title="meshdns", version=version, docs_url=None, redoc_url=None)

@@ -74,7 +74,7 @@ class _Model(BaseModel):
 
     def dump(self) -> dict[str, Any]:
         """The resource as Kuma would print it: camelCase keys, unset fields left out."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
 
 
 class Health(_Model):
@@ -155,6 +155,12 @@ class _Resource(_Model):
     # What `kumactl get -o yaml` prints; accepted so its output applies again, never stored.
     creation_time: datetime | None = Field(None, alias="creationTime", exclude=True)
     modification_time: datetime | None = Field(None, alias="modificationTime", exclude=True)
+
+    def dump(self) -> dict[str, Any]:
+        identity: dict[str, Any] = {"type": getattr(self, "type", None)}
+        if hasattr(self, "mesh"):
+            identity["mesh"] = self.mesh
+        return {**identity, "name": self.name, **super().dump()}
 
 
 class Dataplane(_Resource):

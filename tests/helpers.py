@@ -72,10 +72,10 @@ class Meshdns:
 
     def start(self, timeout: float = 20) -> Meshdns:
         self.log_path = self.cwd / f"meshdns-{self.api_port}.log"
-        log = self.log_path.open("a")
-        self.process = subprocess.Popen(
-            self.command(), cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, text=True
-        )
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                self.command(), cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, text=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
