@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -19,10 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 import migrations
-from registry.errors import DatabaseUnavailable, SchemaOutdated
+from registry.errors import DatabaseUnavailable, RegistryError, SchemaOutdated
 from registry.models import metadata
-
-T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_SECONDS = 10
@@ -118,17 +116,29 @@ def unavailable(url: str | URL, error: BaseException) -> DatabaseUnavailable:
     )
 
 
+@contextmanager
+def map_errors(url: str | URL) -> Iterator[None]:
+    """Turn driver failures into the registry's errors: unreachable, or schema missing."""
+    try:
+        yield
+    except RegistryError:
+        raise
+    except Exception as error:
+        if is_unavailable(error):
+            raise unavailable(url, error) from error
+        if is_schema_missing(error):
+            raise schema_missing(url) from error
+        raise
+
+
 @asynccontextmanager
 async def connect(url: str) -> AsyncIterator[AsyncConnection]:
     """A connection in a transaction on a short-lived engine, failures mapped to our errors."""
     engine = create_engine(url)
     try:
-        async with engine.begin() as connection:
-            yield connection
-    except Exception as error:
-        if is_unavailable(error):
-            raise unavailable(url, error) from error
-        raise
+        with map_errors(url):
+            async with engine.begin() as connection:
+                yield connection
     finally:
         await engine.dispose()
 

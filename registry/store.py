@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from ipaddress import IPv4Address, IPv6Address, ip_address
-from types import MappingProxyType
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from sqlalchemy import (
@@ -25,24 +24,18 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
-from registry.database import (
-    WRITE_OPTION,
-    is_schema_missing,
-    is_unavailable,
-    schema_missing,
-    unavailable,
-)
-from registry.errors import NotFound, RegistryError, SchemaOutdated
+from registry.database import WRITE_OPTION, map_errors, schema_missing
+from registry.errors import NotFound, RegistryError
 from registry.models import (
     DataplaneRow,
     InboundRow,
     InboundTagRow,
     MeshRow,
     RegistryStateRow,
-    VipRow,
 )
 from registry.schema import Dataplane, Mesh, Resource
-from registry.snapshot import Endpoint, IPAddress, MeshView, ServiceView, Snapshot
+from registry.snapshot import Snapshot
+from registry.snapshot_reader import active_vips, read_revision, read_snapshot
 from registry.vips import VipSettings, allocate_vip, release_vips
 
 
@@ -74,7 +67,7 @@ class ServiceSummary:
     dataplanes: int
 
 
-class _Unchanged(Exception):
+class _Unchanged(RegistryError):
     """Raised inside a write transaction to roll it back (revision bump included)."""
 
 
@@ -94,7 +87,7 @@ class Store:
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         """One consistent read: all its statements see the same committed state."""
-        with self._errors_mapped():
+        with map_errors(self.engine.url):
             async with self.engine.connect() as connection:
                 if connection.dialect.name == "postgresql":
                     # Read committed would give each statement its own snapshot.
@@ -105,7 +98,7 @@ class Store:
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction that has taken the next registry revision."""
-        with self._errors_mapped():
+        with map_errors(self.engine.url):
             async with self._writer.begin() as connection:
                 # First statement of every write: it numbers this transaction's change and,
                 # on Postgres, takes the registry_state row lock until commit, so writers
@@ -122,9 +115,6 @@ class Store:
                 if bumped.rowcount != 1:
                     raise schema_missing(self.engine.url)
                 yield connection
-
-    def _errors_mapped(self) -> _ErrorMapper:
-        return _ErrorMapper(self.engine)
 
     # -- writes -------------------------------------------------------------------------
 
@@ -318,7 +308,7 @@ class Store:
         )
         async with self._read() as connection:
             rows = (await connection.execute(counts)).all()
-            vips = await _active_vips(connection, mesh)
+            vips = await active_vips(connection, mesh)
         summaries = []
         for service, dataplanes, ready in rows:
             vip, vip6 = vips.get((mesh, service), (None, None))
@@ -335,55 +325,12 @@ class Store:
 
     async def revision(self) -> int:
         async with self._read() as connection:
-            return await _revision(connection)
+            return await read_revision(connection)
 
     async def load_snapshot(self) -> Snapshot:
         """The whole registry, read in one transaction, as an immutable Snapshot."""
         async with self._read() as connection:
-            revision = await _revision(connection)
-            meshes = (await connection.execute(select(MeshRow.name, MeshRow.spec))).all()
-            dataplanes = (
-                await connection.execute(
-                    select(MeshRow.name, DataplaneRow.address).join(
-                        MeshRow, MeshRow.id == DataplaneRow.mesh_id
-                    )
-                )
-            ).all()
-            inbounds = (
-                await connection.execute(
-                    select(
-                        MeshRow.name,
-                        DataplaneRow.name,
-                        DataplaneRow.advertised_address,
-                        InboundRow.service,
-                        InboundRow.address,
-                        InboundRow.port,
-                        InboundRow.ready,
-                    )
-                    .join(DataplaneRow, DataplaneRow.id == InboundRow.dataplane_id)
-                    .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
-                )
-            ).all()
-            vips = await _active_vips(connection, None)
-        return _build_snapshot(revision, meshes, dataplanes, inbounds, vips)
-
-
-class _ErrorMapper:
-    """Turns driver failures into the registry's errors (a context manager)."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
-        if error is None or isinstance(error, RegistryError | _Unchanged):
-            return
-        if is_unavailable(error):
-            raise unavailable(self.engine.url, error) from error
-        if is_schema_missing(error):
-            raise schema_missing(self.engine.url) from error
+            return await read_snapshot(connection)
 
 
 def _now() -> datetime:
@@ -458,77 +405,6 @@ async def _insert_inbounds(
         for key, value in inbound.tags.items()
     ]
     await connection.execute(insert(InboundTagRow), tags)
-
-
-async def _revision(connection: AsyncConnection) -> int:
-    revision = await connection.scalar(
-        select(RegistryStateRow.revision).where(RegistryStateRow.id == 1)
-    )
-    if revision is None:
-        raise SchemaOutdated("the registry_state row is missing; run `meshdns migrate`")
-    return int(revision)
-
-
-async def _active_vips(
-    connection: AsyncConnection, mesh: str | None
-) -> dict[tuple[str, str], tuple[IPv4Address, IPv6Address | None]]:
-    query = select(VipRow.mesh, VipRow.service, VipRow.address, VipRow.address6).where(
-        VipRow.released_at.is_(None)
-    )
-    if mesh is not None:
-        query = query.where(VipRow.mesh == mesh)
-    return {
-        (row.mesh, row.service): (
-            IPv4Address(row.address),
-            IPv6Address(row.address6) if row.address6 else None,
-        )
-        for row in await connection.execute(query)
-    }
-
-
-def _build_snapshot(
-    revision: int,
-    meshes: Sequence[Any],
-    dataplanes: Sequence[Any],
-    inbounds: Sequence[Any],
-    vips: Mapping[tuple[str, str], tuple[IPv4Address, IPv6Address | None]],
-) -> Snapshot:
-    endpoints: dict[tuple[str, str], list[Endpoint]] = {}
-    dataplane_meshes: dict[IPAddress, str] = {}
-    # Sorted, so that an address registered in two meshes maps to the same one every time.
-    for mesh, address in sorted(dataplanes):
-        dataplane_meshes.setdefault(ip_address(address), mesh)
-    for mesh, dataplane, advertised, service, address, port, ready in sorted(
-        inbounds, key=lambda row: (row[0], row[3], row[1], row[5])
-    ):
-        dataplane_meshes.setdefault(ip_address(address), mesh)
-        endpoints.setdefault((mesh, service), []).append(
-            Endpoint(
-                dataplane=dataplane,
-                address=ip_address(advertised or address),
-                port=port,
-                ready=bool(ready),
-            )
-        )
-    services: dict[str, dict[str, ServiceView]] = {}
-    for (mesh, service), service_endpoints in endpoints.items():
-        vip, vip6 = vips.get((mesh, service), (None, None))
-        services.setdefault(mesh, {})[service] = ServiceView(
-            name=service, vip=vip, vip6=vip6, endpoints=tuple(service_endpoints)
-        )
-    views = {
-        name: MeshView(
-            name=name,
-            mtls=Mesh.model_validate(spec).mtls_enabled,
-            services=MappingProxyType(services.get(name, {})),
-        )
-        for name, spec in sorted(meshes, key=lambda row: row[0])
-    }
-    return Snapshot(
-        revision=revision,
-        meshes=MappingProxyType(views),
-        dataplane_meshes=MappingProxyType(dataplane_meshes),
-    )
 
 
 __all__ = ["Dataplane", "Mesh", "Page", "ServiceSummary", "Store", "Stored", "VipSettings"]

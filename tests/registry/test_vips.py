@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import pytest
@@ -166,3 +167,19 @@ async def test_after_a_range_change_the_holes_below_the_top_are_used(make_store)
     }
     with pytest.raises(VipPoolExhausted):
         await wide.put(dataplane("g-1", service="g"))
+
+
+async def test_concurrent_writers_on_two_engines_all_succeed_with_distinct_vips(make_store):
+    first, second = make_store(), make_store()
+    await first.put(mesh())
+
+    async def register(store: Store, prefix: str) -> None:
+        for i in range(8):
+            await store.put(dataplane(f"{prefix}-{i}", service=f"{prefix}-svc-{i % 4}"))
+
+    await asyncio.gather(*(register(store, p) for store, p in [(first, "a"), (second, "b")] * 2))
+
+    vips = await vips_of(first)
+    assert sorted(vips) == sorted(f"{p}-svc-{i}" for p in "ab" for i in range(4))
+    assert len(set(vips.values())) == len(vips)
+    assert await first.revision() == 1 + 4 * 8
