@@ -62,3 +62,22 @@ class Snapshot:
     @classmethod
     def empty(cls) -> Snapshot:
         return cls(revision=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """What changed from one snapshot to the next, so a reader can redo only that part.
+
+    A reader that cannot use a delta rebuilds from the whole snapshot; the result must be
+    the same either way.
+    """
+
+    # (mesh, service) pairs whose ServiceView appeared, changed or went away.
+    services: frozenset[tuple[str, str]] = frozenset()
+    # Meshes that appeared, went away or whose own settings (such as mTLS) changed.
+    meshes: frozenset[str] = frozenset()
+    # Whether Snapshot.dataplane_meshes changed.
+    clients: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.services or self.meshes or self.clients)
