@@ -1,0 +1,72 @@
+"""Fixtures for the live-registry tests: a private Postgres to take down, serve processes.
+
+- ``private_postgres``: a :class:`~tests.pgcluster.PostgresCluster` of this test's own,
+  running, whose ``postgres`` database is migrated by ``meshdns migrate``; ``.url`` is
+  its SQLAlchemy URL. The test may ``stop()`` and ``start()`` it. Skipped with the
+  reason when this machine cannot run one (no initdb/pg_ctl, or root without runuser or
+  a ``postgres`` user), except under ``CI=true``, where that fails.
+- ``start_meshdns``: ``start_meshdns(url, *options)`` starts a real ``meshdns serve`` on
+  free ports and waits for ``/readyz``; all are stopped at the end of the test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.helpers import IN_CI, MESHDNS, ROOT, Meshdns
+from tests.pgcluster import ClusterUnavailable, PostgresCluster
+
+
+class PrivatePostgres:
+    """A running private cluster and the URL of its migrated database."""
+
+    def __init__(self, cluster: PostgresCluster) -> None:
+        self.cluster = cluster
+        self.url = cluster.url()
+
+    def stop(self, mode: str = "fast") -> None:
+        self.cluster.stop(mode)
+
+    def start(self) -> None:
+        self.cluster.start()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    try:
+        cluster = PostgresCluster()
+    except ClusterUnavailable as error:
+        if IN_CI:
+            pytest.fail(f"{error} (CI=true: the live Postgres tests must run)")
+        pytest.skip(str(error))
+    try:
+        cluster.start()
+        migrated = subprocess.run(
+            [MESHDNS, "migrate", "--database-url", cluster.url()],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+        yield PrivatePostgres(cluster)
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture
+def start_meshdns(tmp_path) -> Iterator[Callable[..., Meshdns]]:
+    """Start real `meshdns serve` processes; all are stopped at the end of the test."""
+    started: list[Meshdns] = []
+
+    def start(database_url: str, *extra: str) -> Meshdns:
+        server = Meshdns(database_url=database_url, cwd=tmp_path, extra=extra).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
