@@ -21,7 +21,7 @@ from meshdns import __version__
 from meshdns.settings import Settings
 from registry.api import create_app
 from registry.database import check_schema_current, create_engine, upgrade
-from registry.follower import SnapshotFollower
+from registry.follower import RegistryFollower
 from registry.store import Store, VipSettings
 
 log = logging.getLogger("meshdns")
@@ -78,14 +78,15 @@ async def serve(settings: Settings) -> None:
         log.info("created mesh %r", DEFAULT_MESH)
 
     handler = Handler(zone_config(settings))
-    follower = SnapshotFollower(store, handler.update)
-    await follower.refresh()
+    follower = RegistryFollower(store, lambda snapshot, delta: handler.update(snapshot))
+    await follower.load()
 
     def readiness() -> dict[str, Any]:
+        # DESIGN: ready = snapshot loaded and change feed connected. DNS answers either way.
         return {
-            "ready": follower.loaded,
+            "ready": follower.loaded and follower.connected,
             "snapshot": {"loaded": follower.loaded, "revision": follower.revision},
-            "registry": {"connected": follower.connected},
+            "feed": {"connected": follower.connected, "listening": follower.listening},
         }
 
     app = create_app(store, ready=readiness, on_change=follower.wake, version=__version__)

@@ -1,64 +1,130 @@
-"""Keeps a reader's snapshot of the registry current.
+"""Keeps a reader's snapshot of the registry current by following the change feed.
 
-For now a reader reloads the whole snapshot whenever the registry's revision moves:
-it is woken at once by writes made in this process and polls for writes made by others.
+Cold start reads the whole registry once; after that only the changes, each batch
+applied to a RegistryView and published as a new immutable snapshot with its Delta.
+The reader is woken by NOTIFY (Postgres), by writes made in this process, and by a poll.
+While the database is unreachable the last snapshot stays published: readers keep
+answering from it, and the follower retries with backoff and catches up from its cursor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 
+from sqlalchemy.engine import make_url
+
 from registry.errors import DatabaseUnavailable
-from registry.snapshot import Snapshot
+from registry.feed import FeedBatch, Listener
+from registry.snapshot import Delta, Snapshot
 from registry.store import Store
+from registry.view import RegistryView
 
-log = logging.getLogger("meshdns.registry")
+log = logging.getLogger("meshdns.feed")
+
+Publish = Callable[[Snapshot, Delta | None], None]
+
+MAX_BACKOFF = 5.0
 
 
-class SnapshotFollower:
-    """Loads the registry snapshot and hands every newer one to `publish`."""
+class RegistryFollower:
+    """Follows the registry's change feed and hands each new snapshot to `publish`."""
 
-    def __init__(
-        self, store: Store, publish: Callable[[Snapshot], None], poll_interval: float = 1.0
-    ) -> None:
+    def __init__(self, store: Store, publish: Publish, *, poll_interval: float = 1.0) -> None:
         self.store = store
         self.publish = publish
         self.poll_interval = poll_interval
-        self.revision: int | None = None
+        self.view = RegistryView()
+        self.revision: int | None = None  # the feed cursor: last revision applied
         self.connected = False
+        self.last_apply_seconds = 0.0  # time to apply the last batch, for benchmarks
         self._wake = asyncio.Event()
+        url = store.engine.url
+        self._listener = (
+            Listener(url.render_as_string(hide_password=False), self.wake)
+            if make_url(url).get_backend_name() == "postgresql"
+            else None
+        )
 
     @property
     def loaded(self) -> bool:
         return self.revision is not None
 
+    @property
+    def listening(self) -> bool | None:
+        """Whether NOTIFYs arrive (None: this database has none, only polling)."""
+        return None if self._listener is None else self._listener.connected
+
     def wake(self) -> None:
-        """Ask for a reload now, e.g. right after this process committed a write."""
+        """Read the feed now, e.g. right after this process committed a write."""
         self._wake.set()
 
-    async def refresh(self) -> None:
-        """Publish a new snapshot when the registry moved past the one we hold."""
-        revision = await self.store.revision()
-        if revision != self.revision:
-            snapshot = await self.store.load_snapshot()
-            self.publish(snapshot)
-            self.revision = snapshot.revision
+    async def load(self) -> None:
+        """Read the whole registry and publish it: the cold start."""
+        state = await self.store.read_all()
+        self._apply(state, full=True)
+        self.connected = True
+
+    async def catch_up(self) -> int:
+        """Apply every change committed since the cursor; the number of changes applied."""
+        if self.revision is None:
+            await self.load()
+            return 0
+        applied = 0
+        while True:
+            batch = await self.store.read_feed(self.revision, self.view.services_of)
+            if batch is None:
+                return applied
+            self._apply(batch, full=False)
+            applied += len(batch.changes)
+
+    def _apply(self, batch: FeedBatch, *, full: bool) -> None:
+        started = time.perf_counter()
+        delta = self.view.apply(batch.revision, batch.meshes, batch.dataplanes, batch.vips)
+        if full or delta:
+            self.publish(self.view.snapshot, None if full else delta)
+        self.revision = batch.revision
+        self.last_apply_seconds = time.perf_counter() - started
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.refresh()
+        """Follow the feed until cancelled."""
+        listener = (
+            asyncio.create_task(self._listener.run(), name="feed-listener")
+            if self._listener
+            else None
+        )
+        backoff = 0.1
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.catch_up()
+                except DatabaseUnavailable as error:
+                    if self.connected or self.revision is None:
+                        log.warning(
+                            "registry database lost; DNS keeps answering from revision %s: %s",
+                            self.revision,
+                            error,
+                        )
+                    self.connected = False
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+                    continue
                 if not self.connected:
-                    log.info("registry reachable; snapshot at revision %s", self.revision)
+                    log.info("registry database connected; feed at revision %s", self.revision)
                 self.connected = True
-            except DatabaseUnavailable as error:
-                if self.connected or self.revision is None:
-                    log.warning("registry unreachable, answering from the last snapshot: %s", error)
-                self.connected = False
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+                backoff = 0.1
+                await self._sleep(self.poll_interval)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or less if woken."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)

@@ -140,3 +140,20 @@ class RegistryStateRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     revision: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class ChangeRow(Base):
+    """One committed change to a resource, numbered in commit order: the change feed.
+
+    A deletion is kept as a tombstone (``deleted``), so a reader that follows the feed
+    learns of it. ``mesh`` is the mesh of a mesh-scoped resource and the name of a Mesh.
+    """
+
+    __tablename__ = "changes"
+
+    revision: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    mesh: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    deleted: Mapped[bool] = mapped_column(Boolean)
+    committed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -1,51 +1,28 @@
-"""Reading the registry into an immutable Snapshot, in the caller's transaction."""
+"""Reading registry state for snapshots, in the caller's transaction: all of it, or some keys.
+
+What is read here is only what a snapshot needs (addresses, ports, readiness, VIPs), from
+the normalised columns: no resource JSON is parsed on this path.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registry.errors import SchemaOutdated
 from registry.models import DataplaneRow, InboundRow, MeshRow, RegistryStateRow, VipRow
-from registry.schema import Mesh
-from registry.snapshot import Endpoint, IPAddress, MeshView, ServiceView, Snapshot
+from registry.snapshot import IPAddress
+from registry.view import DataplaneState, InboundState
 
-Vips = Mapping[tuple[str, str], tuple[IPv4Address, IPv6Address | None]]
+Vip = tuple[IPv4Address | None, IPv6Address | None]
+K = TypeVar("K")
 
-
-async def read_snapshot(connection: AsyncConnection) -> Snapshot:
-    """The whole registry as a Snapshot; run it in one repeatable-read transaction."""
-    revision = await read_revision(connection)
-    meshes = (await connection.execute(select(MeshRow.name, MeshRow.spec))).all()
-    dataplanes = (
-        await connection.execute(
-            select(MeshRow.name, DataplaneRow.address).join(
-                MeshRow, MeshRow.id == DataplaneRow.mesh_id
-            )
-        )
-    ).all()
-    inbounds = (
-        await connection.execute(
-            select(
-                MeshRow.name,
-                DataplaneRow.name,
-                DataplaneRow.advertised_address,
-                InboundRow.service,
-                InboundRow.address,
-                InboundRow.port,
-                InboundRow.ready,
-            )
-            .join(DataplaneRow, DataplaneRow.id == InboundRow.dataplane_id)
-            .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
-        )
-    ).all()
-    vips = await active_vips(connection, None)
-    return _build_snapshot(revision, meshes, dataplanes, inbounds, vips)
+# Keys per IN list: well under every database's limit on bound parameters.
+_CHUNK = 500
 
 
 async def read_revision(connection: AsyncConnection) -> int:
@@ -57,64 +34,102 @@ async def read_revision(connection: AsyncConnection) -> int:
     return int(revision)
 
 
-async def active_vips(
-    connection: AsyncConnection, mesh: str | None
-) -> dict[tuple[str, str], tuple[IPv4Address, IPv6Address | None]]:
-    """The VIPs in use, by (mesh, service); of one mesh, or of all when `mesh` is None."""
+async def read_meshes(
+    connection: AsyncConnection, names: Collection[str] | None = None
+) -> dict[str, bool]:
+    """Whether each mesh has mTLS on, by name; all meshes, or those of `names` that exist."""
+    from registry.schema import Mesh
+
+    query = select(MeshRow.name, MeshRow.spec)
+    found: dict[str, bool] = {}
+    for where in _in(MeshRow.name, names):
+        for name, spec in await connection.execute(query.where(*where)):
+            found[name] = Mesh.model_validate(spec).mtls_enabled
+    return found
+
+
+async def read_dataplanes(
+    connection: AsyncConnection, keys: Collection[tuple[str, str]] | None = None
+) -> dict[tuple[str, str], DataplaneState]:
+    """Dataplanes by (mesh, name): all of them, or those of `keys` that exist."""
+    query = (
+        select(
+            MeshRow.name,
+            DataplaneRow.name,
+            DataplaneRow.address,
+            DataplaneRow.advertised_address,
+            InboundRow.service,
+            InboundRow.address,
+            InboundRow.port,
+            InboundRow.ready,
+        )
+        .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
+        .outerjoin(InboundRow, InboundRow.dataplane_id == DataplaneRow.id)
+        .order_by(DataplaneRow.id, InboundRow.position)
+    )
+    rows: dict[tuple[str, str], list[Any]] = {}
+    for where in _in(tuple_(MeshRow.name, DataplaneRow.name), keys):
+        for row in await connection.execute(query.where(*where)):
+            rows.setdefault((row[0], row[1]), []).append(row)
+    return {key: _dataplane(key, found) for key, found in rows.items()}
+
+
+def _dataplane(key: tuple[str, str], rows: list[Any]) -> DataplaneState:
+    first = rows[0]
+    addresses: dict[str, IPAddress] = {}
+
+    def parse(text: str) -> IPAddress:
+        # Most inbounds share their dataplane's address: parse each address once.
+        if text not in addresses:
+            addresses[text] = ip_address(text)
+        return addresses[text]
+
+    return DataplaneState(
+        mesh=key[0],
+        name=key[1],
+        address=parse(first[2]),
+        advertised=parse(first[3]) if first[3] else None,
+        inbounds=tuple(
+            InboundState(service=row[4], address=parse(row[5]), port=row[6], ready=bool(row[7]))
+            for row in rows
+            if row[4] is not None
+        ),
+    )
+
+
+async def read_vips(
+    connection: AsyncConnection, keys: Collection[tuple[str, str]] | None = None
+) -> dict[tuple[str, str], Vip]:
+    """The VIPs in use by (mesh, service): all, or those of `keys` that have one."""
     query = select(VipRow.mesh, VipRow.service, VipRow.address, VipRow.address6).where(
         VipRow.released_at.is_(None)
     )
-    if mesh is not None:
-        query = query.where(VipRow.mesh == mesh)
-    return {
-        (row.mesh, row.service): (
-            IPv4Address(row.address),
-            IPv6Address(row.address6) if row.address6 else None,
-        )
-        for row in await connection.execute(query)
-    }
-
-
-def _build_snapshot(
-    revision: int,
-    meshes: Sequence[Any],
-    dataplanes: Sequence[Any],
-    inbounds: Sequence[Any],
-    vips: Vips,
-) -> Snapshot:
-    endpoints: dict[tuple[str, str], list[Endpoint]] = {}
-    dataplane_meshes: dict[IPAddress, str] = {}
-    # Sorted, so that an address registered in two meshes maps to the same one every time.
-    for mesh, address in sorted(dataplanes):
-        dataplane_meshes.setdefault(ip_address(address), mesh)
-    for mesh, dataplane, advertised, service, address, port, ready in sorted(
-        inbounds, key=lambda row: (row[0], row[3], row[1], row[5])
-    ):
-        dataplane_meshes.setdefault(ip_address(address), mesh)
-        endpoints.setdefault((mesh, service), []).append(
-            Endpoint(
-                dataplane=dataplane,
-                address=ip_address(advertised or address),
-                port=port,
-                ready=bool(ready),
+    found: dict[tuple[str, str], Vip] = {}
+    for where in _in(tuple_(VipRow.mesh, VipRow.service), keys):
+        for mesh, service, address, address6 in await connection.execute(query.where(*where)):
+            found[(mesh, service)] = (
+                IPv4Address(address),
+                IPv6Address(address6) if address6 else None,
             )
-        )
-    services: dict[str, dict[str, ServiceView]] = {}
-    for (mesh, service), service_endpoints in endpoints.items():
-        vip, vip6 = vips.get((mesh, service), (None, None))
-        services.setdefault(mesh, {})[service] = ServiceView(
-            name=service, vip=vip, vip6=vip6, endpoints=tuple(service_endpoints)
-        )
-    views = {
-        name: MeshView(
-            name=name,
-            mtls=Mesh.model_validate(spec).mtls_enabled,
-            services=MappingProxyType(services.get(name, {})),
-        )
-        for name, spec in sorted(meshes, key=lambda row: row[0])
-    }
-    return Snapshot(
-        revision=revision,
-        meshes=MappingProxyType(views),
-        dataplane_meshes=MappingProxyType(dataplane_meshes),
+    return found
+
+
+async def active_vips(connection: AsyncConnection, mesh: str) -> dict[tuple[str, str], Vip]:
+    """The VIPs in use in one mesh, by (mesh, service)."""
+    query = select(VipRow.service, VipRow.address, VipRow.address6).where(
+        VipRow.released_at.is_(None), VipRow.mesh == mesh
     )
+    return {
+        (mesh, service): (IPv4Address(address), IPv6Address(address6) if address6 else None)
+        for service, address, address6 in await connection.execute(query)
+    }
+
+
+def _in(column: Any, keys: Collection[K] | None) -> Iterator[tuple[ColumnElement[bool], ...]]:
+    """WHERE clauses covering `keys` in chunks; one empty clause for "all"."""
+    if keys is None:
+        yield ()
+        return
+    ordered = list(keys)
+    for start in range(0, len(ordered), _CHUNK):
+        yield (column.in_(ordered[start : start + _CHUNK]),)

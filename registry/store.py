@@ -26,6 +26,15 @@ from sqlalchemy.orm import aliased
 
 from registry.database import WRITE_OPTION, map_errors, schema_missing
 from registry.errors import NotFound, RegistryError
+from registry.feed import (
+    FEED_BATCH,
+    FeedBatch,
+    OldServices,
+    PendingChange,
+    read_all,
+    read_batch,
+    record_changes,
+)
 from registry.models import (
     DataplaneRow,
     InboundRow,
@@ -35,7 +44,8 @@ from registry.models import (
 )
 from registry.schema import Dataplane, Mesh, Resource
 from registry.snapshot import Snapshot
-from registry.snapshot_reader import active_vips, read_revision, read_snapshot
+from registry.snapshot_reader import active_vips, read_revision
+from registry.view import RegistryView
 from registry.vips import VipSettings, allocate_vip, release_vips
 
 
@@ -67,6 +77,18 @@ class ServiceSummary:
     dataplanes: int
 
 
+class _Transaction:
+    """An open write transaction and the changes it made, for the change feed."""
+
+    def __init__(self, connection: AsyncConnection, now: datetime) -> None:
+        self.connection = connection
+        self.now = now
+        self.changes: list[PendingChange] = []
+
+    def record(self, kind: str, mesh: str, name: str, *, deleted: bool = False) -> None:
+        self.changes.append(PendingChange(kind, mesh, name, deleted))
+
+
 class _Unchanged(RegistryError):
     """Raised inside a write transaction to roll it back (revision bump included)."""
 
@@ -96,25 +118,29 @@ class Store:
                     yield connection
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction that has taken the next registry revision."""
+    async def _write(self) -> AsyncIterator[_Transaction]:
+        """A write transaction; the changes it records enter the change feed at commit."""
         with map_errors(self.engine.url):
             async with self._writer.begin() as connection:
-                # First statement of every write: it numbers this transaction's change and,
-                # on Postgres, takes the registry_state row lock until commit, so writers
-                # run one at a time and commit in revision order. The change feed relies on
-                # that (a reader that saw revision R can never later see a commit of a
-                # smaller one), and it makes "is this the service's last dataplane?" a
-                # question two writers cannot answer at once. SQLite's BEGIN IMMEDIATE
+                # First statement of every write: on Postgres it takes the registry_state
+                # row lock until commit, so writers run one at a time and number their
+                # changes in commit order (registry/feed.py explains why the feed needs
+                # that). It also makes "is this the service's last dataplane?" a question
+                # two writers cannot answer at once. SQLite's BEGIN IMMEDIATE
                 # (WRITE_OPTION) serialises writers the same way.
-                bumped = await connection.execute(
+                first_revision = await connection.scalar(
                     update(RegistryStateRow)
                     .where(RegistryStateRow.id == 1)
                     .values(revision=RegistryStateRow.revision + 1)
+                    .returning(RegistryStateRow.revision)
                 )
-                if bumped.rowcount != 1:
+                if first_revision is None:
                     raise schema_missing(self.engine.url)
-                yield connection
+                transaction = _Transaction(connection, _now())
+                yield transaction
+                await record_changes(
+                    connection, first_revision, transaction.changes, transaction.now
+                )
 
     # -- writes -------------------------------------------------------------------------
 
@@ -127,14 +153,16 @@ class Store:
         # Meshes first, so a batch may hold a mesh and its dataplanes in any order.
         order = sorted(range(len(resources)), key=lambda i: not isinstance(resources[i], Mesh))
         created = [False] * len(resources)
-        now = _now()
-        async with self._write() as connection:
+        async with self._write() as transaction:
+            connection, now = transaction.connection, transaction.now
             for index in order:
                 resource = resources[index]
                 if isinstance(resource, Mesh):
                     created[index] = await self._put_mesh(connection, resource, now)
+                    transaction.record("Mesh", resource.name, resource.name)
                 else:
                     created[index] = await self._put_dataplane(connection, resource, now)
+                    transaction.record("Dataplane", resource.mesh, resource.name)
         return created
 
     async def _put_mesh(self, connection: AsyncConnection, mesh: Mesh, now: datetime) -> bool:
@@ -201,14 +229,25 @@ class Store:
 
     async def delete_mesh(self, name: str) -> None:
         """Delete a mesh and, like Kuma, its dataplanes; their VIPs go into quarantine."""
-        async with self._write() as connection:
+        async with self._write() as transaction:
+            connection = transaction.connection
+            dataplanes = await connection.scalars(
+                select(DataplaneRow.name)
+                .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
+                .where(MeshRow.name == name)
+            )
+            # The database cascades; the feed gets a tombstone for each dataplane too.
+            for dataplane in dataplanes:
+                transaction.record("Dataplane", name, dataplane, deleted=True)
             result = await connection.execute(delete(MeshRow).where(MeshRow.name == name))
             if result.rowcount == 0:
                 raise NotFound(f'mesh "{name}" not found')
-            await release_vips(connection, name, None, _now())
+            await release_vips(connection, name, None, transaction.now)
+            transaction.record("Mesh", name, name, deleted=True)
 
     async def delete_dataplane(self, mesh: str, name: str) -> None:
-        async with self._write() as connection:
+        async with self._write() as transaction:
+            connection = transaction.connection
             dataplane_id = await connection.scalar(
                 select(DataplaneRow.id)
                 .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
@@ -222,7 +261,8 @@ class Store:
                 )
             )
             await connection.execute(delete(DataplaneRow).where(DataplaneRow.id == dataplane_id))
-            await release_vips(connection, mesh, services, _now())
+            await release_vips(connection, mesh, services, transaction.now)
+            transaction.record("Dataplane", mesh, name, deleted=True)
 
     async def ensure_mesh(self, name: str) -> bool:
         """Create mesh `name` when no mesh exists at all (Kuma's default mesh); True if created."""
@@ -230,12 +270,15 @@ class Store:
             if await connection.scalar(select(exists(select(MeshRow.id)))):
                 return False
         try:
-            async with self._write() as connection:
+            async with self._write() as transaction:
+                connection = transaction.connection
                 # Checked again under the write lock: another replica may have just made one.
                 if await connection.scalar(select(exists(select(MeshRow.id)))):
                     raise _Unchanged
-                now = _now()
-                await self._put_mesh(connection, Mesh.model_validate({"name": name}), now)
+                await self._put_mesh(
+                    connection, Mesh.model_validate({"name": name}), transaction.now
+                )
+                transaction.record("Mesh", name, name)
         except _Unchanged:
             return False
         return True
@@ -329,8 +372,23 @@ class Store:
 
     async def load_snapshot(self) -> Snapshot:
         """The whole registry, read in one transaction, as an immutable Snapshot."""
+        view = RegistryView()
+        state = await self.read_all()
+        view.apply(state.revision, state.meshes, state.dataplanes, state.vips)
+        return view.snapshot
+
+    async def read_all(self) -> FeedBatch:
+        """Everything a snapshot needs, at one revision: where a reader starts."""
         async with self._read() as connection:
-            return await read_snapshot(connection)
+            return await read_all(connection)
+
+    async def read_feed(
+        self, after: int, old_services: OldServices, limit: int = FEED_BATCH
+    ) -> FeedBatch | None:
+        """The next changes after revision `after` and the current state of what they touch;
+        None when there are none."""
+        async with self._read() as connection:
+            return await read_batch(connection, after, old_services, limit)
 
 
 def _now() -> datetime:

@@ -104,7 +104,7 @@ async def test_put_many_is_all_or_nothing(store: Store):
         await store.get_mesh("demo")
     assert (await store.list_dataplanes("default")).total == 0
     assert await store.revision() == before
-    assert (await store.load_snapshot()).meshes["default"].services == {}
+    assert dict((await store.load_snapshot()).meshes["default"].services) == {}
 
 
 async def test_list_dataplanes_filters_by_tags_of_one_inbound(store: Store):
@@ -216,15 +216,16 @@ async def test_ensure_mesh_creates_only_into_an_empty_registry(store: Store):
     assert await store.revision() == revision + 2
 
 
-async def test_every_write_bumps_the_revision_once(store: Store):
+async def test_every_change_gets_its_own_revision(store: Store):
     assert await store.revision() == 0
     await store.put(mesh())
     await store.put_many([dataplane("web-1"), dataplane("web-2", address="10.0.0.2")])
     await store.delete_dataplane("default", "web-1")
     with pytest.raises(NotFound):
         await store.delete_dataplane("default", "web-1")
-    assert await store.revision() == 3
-    assert (await store.load_snapshot()).revision == 3
+    # The mesh, two dataplanes, one deletion; the failed deletion took none.
+    assert await store.revision() == 4
+    assert (await store.load_snapshot()).revision == 4
 
 
 async def test_snapshot_holds_meshes_services_endpoints_and_client_meshes(store: Store):
@@ -247,7 +248,7 @@ async def test_snapshot_holds_meshes_services_endpoints_and_client_meshes(store:
 
     snapshot = await store.load_snapshot()
 
-    assert snapshot.revision == 1
+    assert snapshot.revision == 5  # one revision per resource written
     assert snapshot.meshes["default"].mtls is False
     assert snapshot.meshes["secure"].mtls is True
     web = snapshot.meshes["default"].services["web"]

@@ -1,0 +1,235 @@
+"""The change feed: every committed change to the registry, numbered in commit order.
+
+The hazard (DESIGN, "Change feed"): a Postgres sequence hands out numbers at insert time,
+but they become visible at commit time, so a reader that has seen revision 11 could later
+see a commit of revision 10 and, having moved its cursor past 10, never read it.
+
+The mechanism here makes that impossible by serialising revision assignment per commit.
+Every write transaction's first statement is ``UPDATE registry_state SET revision =
+revision + 1``: it takes that row's lock, held until commit, so one writer at a time
+numbers its changes (the revisions after the one it found) and commits them before the
+next writer can even read the counter. Revisions therefore become visible strictly in
+order; a reader's "everything after R" can never skip one that commits later. SQLite has
+one writer at a time anyway (BEGIN IMMEDIATE). The price is that writes to one registry do
+not run in parallel, which a control plane's write rate easily affords.
+
+On Postgres the writer's transaction ends with ``NOTIFY``, delivered at commit; readers
+``LISTEN`` and poll as a fallback. In one process, writers also wake readers directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from registry.models import ChangeRow, RegistryStateRow
+from registry.snapshot_reader import (
+    Vip,
+    read_dataplanes,
+    read_meshes,
+    read_revision,
+    read_vips,
+)
+from registry.view import DataplaneState
+
+log = logging.getLogger("meshdns.feed")
+
+CHANNEL = "meshdns_changes"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change to one resource. ``mesh`` is a Mesh's own name for kind "Mesh"."""
+
+    revision: int
+    kind: str
+    mesh: str
+    name: str
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChange:
+    """A change made in a write transaction, numbered when the transaction records it."""
+
+    kind: str
+    mesh: str
+    name: str
+    deleted: bool = False
+
+
+async def record_changes(
+    connection: AsyncConnection,
+    first_revision: int,
+    changes: Sequence[PendingChange],
+    now: datetime,
+) -> int:
+    """Number `changes` from `first_revision` on, store them and notify readers at commit.
+
+    The caller holds the registry_state row lock and has already moved the counter to
+    `first_revision`; this moves it to the last revision used, which it returns.
+    """
+    if not changes:
+        return first_revision
+    last = first_revision + len(changes) - 1
+    await connection.execute(
+        insert(ChangeRow),
+        [
+            {
+                "revision": first_revision + offset,
+                "kind": change.kind,
+                "mesh": change.mesh,
+                "name": change.name,
+                "deleted": change.deleted,
+                "committed_at": now,
+            }
+            for offset, change in enumerate(changes)
+        ],
+    )
+    if last != first_revision:
+        await connection.execute(
+            update(RegistryStateRow).where(RegistryStateRow.id == 1).values(revision=last)
+        )
+    if connection.dialect.name == "postgresql":
+        # Delivered when (and only if) the transaction commits.
+        await connection.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": CHANNEL, "payload": str(last)},
+        )
+    return last
+
+
+async def read_changes(connection: AsyncConnection, after: int, limit: int) -> list[Change]:
+    """The changes after revision `after`, oldest first, at most `limit` of them."""
+    rows = await connection.execute(
+        select(
+            ChangeRow.revision, ChangeRow.kind, ChangeRow.mesh, ChangeRow.name, ChangeRow.deleted
+        )
+        .where(ChangeRow.revision > after)
+        .order_by(ChangeRow.revision)
+        .limit(limit)
+    )
+    return [Change(row[0], row[1], row[2], row[3], bool(row[4])) for row in rows]
+
+
+class Listener:
+    """Calls `wake` whenever a Postgres NOTIFY says the registry changed.
+
+    Keeps its own connection, reconnecting with backoff; readers poll as well, so a
+    lost notification only delays them until the next poll.
+    """
+
+    def __init__(self, database_url: str, wake: Callable[[], None]) -> None:
+        url = make_url(database_url).set(drivername="postgresql")
+        self._dsn = url.render_as_string(hide_password=False)
+        self._wake = wake
+        self.connected = False
+
+    async def run(self) -> None:
+        import asyncpg  # only Postgres deployments need it
+
+        delay = 0.1
+        while True:
+            try:
+                connection = await asyncpg.connect(self._dsn, timeout=5)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                log.debug("LISTEN connection failed: %s", error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            try:
+                await self._listen(connection)
+            finally:
+                self.connected = False
+                connection.terminate()
+
+    async def _listen(self, connection: Any) -> None:
+        """Listen on `connection` until it is lost."""
+        import asyncpg
+
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _: lost.set())
+        await connection.add_listener(CHANNEL, lambda *_: self._wake())
+        self.connected = True
+        # A change may have committed while we were not listening.
+        self._wake()
+        while not lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lost.wait(), 2.0)
+            if lost.is_set():
+                return
+            # The termination listener does not fire for a peer that vanished; ask.
+            try:
+                await connection.fetchval("SELECT 1", timeout=2)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                return
+
+
+FEED_BATCH = 1000  # changes a reader takes at a time
+
+OldServices = Callable[[set[tuple[str, str]]], set[tuple[str, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedBatch:
+    """Changes and the state they left, read together at one point in time.
+
+    ``revision`` is the last change's revision (or the registry's, for a full read).
+    In the state maps, None means the resource is gone. The state may already include
+    later changes than ``revision``; applying those again when they come is harmless.
+    """
+
+    revision: int
+    changes: tuple[Change, ...]
+    meshes: dict[str, bool | None]
+    dataplanes: dict[tuple[str, str], DataplaneState | None]
+    vips: dict[tuple[str, str], Vip | None]
+
+
+async def read_all(connection: AsyncConnection) -> FeedBatch:
+    """The whole registry in the caller's (repeatable-read) transaction."""
+    revision = await read_revision(connection)
+    meshes = await read_meshes(connection)
+    dataplanes = await read_dataplanes(connection)
+    vips = await read_vips(connection)
+    return FeedBatch(revision, (), dict(meshes), dict(dataplanes), dict(vips))
+
+
+async def read_batch(
+    connection: AsyncConnection, after: int, old_services: OldServices, limit: int = FEED_BATCH
+) -> FeedBatch | None:
+    """The changes after `after` and the current state of everything they touch.
+
+    `old_services` tells which services the changed dataplanes had before (the reader
+    knows; the database no longer does), so their VIPs are read too.
+    """
+    changes = await read_changes(connection, after, limit)
+    if not changes:
+        return None
+    mesh_names = {change.mesh for change in changes if change.kind == "Mesh"}
+    dataplane_keys = {
+        (change.mesh, change.name) for change in changes if change.kind == "Dataplane"
+    }
+    meshes = await read_meshes(connection, mesh_names)
+    dataplanes = await read_dataplanes(connection, dataplane_keys)
+    services = old_services(dataplane_keys) | {
+        (state.mesh, service) for state in dataplanes.values() for service in state.services
+    }
+    vips = await read_vips(connection, services)
+    return FeedBatch(
+        revision=changes[-1].revision,
+        changes=tuple(changes),
+        meshes={name: meshes.get(name) for name in mesh_names},
+        dataplanes={key: dataplanes.get(key) for key in dataplane_keys},
+        vips={key: vips.get(key) for key in services},
+    )
