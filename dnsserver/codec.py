@@ -10,10 +10,39 @@ from dataclasses import dataclass
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
 
-from dnslib import AAAA, EDNS0, NS, RR, SOA, A, DNSBuffer, DNSHeader, DNSLabel, DNSQuestion
+from dnslib import (
+    AAAA,
+    CNAME,
+    EDNS0,
+    MX,
+    NS,
+    PTR,
+    RR,
+    SOA,
+    SRV,
+    TXT,
+    A,
+    DNSBuffer,
+    DNSHeader,
+    DNSLabel,
+    DNSQuestion,
+)
 
 from dnsserver.errors import DnsError, FormError
-from dnsserver.records import Name, Ns, Question, Record, RecordData, RecordType, Soa
+from dnsserver.records import (
+    Cname,
+    Mx,
+    Name,
+    Ns,
+    Ptr,
+    Question,
+    Record,
+    RecordData,
+    RecordType,
+    Soa,
+    Srv,
+    Txt,
+)
 
 HEADER_SIZE = 12
 CLASS_IN = 1
@@ -83,6 +112,8 @@ class Response:
     rcode: int
     rd: bool
     aa: bool = False
+    # Recursion available: set only for clients we forward for.
+    ra: bool = False
     question: Question | None = None
     answer: tuple[Record, ...] = ()
     authority: tuple[Record, ...] = ()
@@ -141,7 +172,9 @@ def encode_response(response: Response, limit: int) -> bytes:
     """Encode ``response`` in at most ``limit`` bytes.
 
     Records that do not fit are cut at a record boundary, from the end (additional,
-    then authority, then answer), and TC is set; the OPT record is always kept.
+    then authority, then answer); the OPT record is always kept. TC is set when an
+    answer or authority record had to go, not for additional records alone (RFC 2181
+    section 9: extra information that did not fit is no reason to retry over TCP).
     ``limit`` must hold the header, question and OPT record; 512 always does.
     """
     if response.rcode > 0xF and response.edns_payload is None:
@@ -181,8 +214,9 @@ def encode_response(response: Response, limit: int) -> bytes:
         qr=1,
         opcode=response.opcode,
         aa=int(response.aa),
-        tc=int(kept < len(records)),
+        tc=int(kept < len(response.answer) + len(response.authority)),
         rd=int(response.rd),
+        ra=int(response.ra),
         rcode=response.rcode & 0xF,
     )
     header_buffer = DNSBuffer()
@@ -263,14 +297,25 @@ def _to_rr(record: Record) -> RR:
     )
 
 
-def _to_rdata(data: RecordData) -> A | AAAA | NS | SOA:
+def _to_rdata(data: RecordData) -> A | AAAA | NS | SOA | PTR | SRV | CNAME | MX | TXT:
     if isinstance(data, IPv4Address):
         return A(tuple(data.packed))
     if isinstance(data, IPv6Address):
         return AAAA(tuple(data.packed))
+    if isinstance(data, Srv):
+        # dnslib writes SRV targets uncompressed, as RFC 2782 asks.
+        return SRV(data.priority, data.weight, data.port, DNSLabel(data.target))
+    if isinstance(data, Ptr):
+        return PTR(DNSLabel(data.target))
     if isinstance(data, Ns):
         return NS(DNSLabel(data.target))
     if isinstance(data, Soa):
         times = (data.serial, data.refresh, data.retry, data.expire, data.minimum)
         return SOA(DNSLabel(data.mname), DNSLabel(data.rname), times)
+    if isinstance(data, Cname):
+        return CNAME(DNSLabel(data.target))
+    if isinstance(data, Mx):
+        return MX(DNSLabel(data.exchange), data.preference)
+    if isinstance(data, Txt):
+        return TXT(list(data.strings))
     raise DnsError(f"cannot encode record data of type {type(data).__name__}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from dnsserver.errors import ConfigError
 
@@ -29,6 +29,15 @@ class ZoneConfig:
     ns_address: IPv4Address | IPv6Address | None = None
     # Our EDNS0 payload size; 1232 avoids IP fragmentation (DNS flag day 2020).
     max_udp_payload: int = 1232
+    # This control plane's zone: endpoints of other zones are not local ones.
+    local_zone: str | None = None
+    # Who may have names outside the zone resolved through us (recursion): these
+    # networks, plus every registered dataplane address when ``recursion_for_dataplanes``.
+    allow_recursion: tuple[IPv4Network | IPv6Network, ...] = (
+        IPv4Network("127.0.0.0/8"),
+        IPv6Network("::1/128"),
+    )
+    recursion_for_dataplanes: bool = True
 
     def __post_init__(self) -> None:
         labels = self.domain.strip(".").split(".")

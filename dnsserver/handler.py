@@ -2,7 +2,8 @@
 
 It touches no socket and no database: it answers from the zone tables of the
 last snapshot it was given. Every reply is built here, from the error ladder
-(STYLE habit 2) or from a lookup's :class:`~dnsserver.lookup.Answer`.
+(STYLE habit 2), from a lookup's :class:`~dnsserver.lookup.Answer`, or from an
+upstream's answer to a question it handed out as a :class:`Forward`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from dnsserver import codec
 from dnsserver.codec import Header, Opcode, Query, Rcode, Response
 from dnsserver.config import ZoneConfig
 from dnsserver.errors import FormError
+from dnsserver.forward import Forward, Upstream
 from dnsserver.lookup import Answer, Result, lookup
 from dnsserver.records import Question
-from dnsserver.zone import Zones, build_zones
-from registry.snapshot import IPAddress, Snapshot
+from dnsserver.zone import Zones, build_zones, update_zones
+from registry.snapshot import Delta, IPAddress, Snapshot
 
 logger = logging.getLogger("meshdns.dns")
 
@@ -29,7 +31,7 @@ _RCODES = {
     Result.NODATA: Rcode.NOERROR,
     Result.NXDOMAIN: Rcode.NXDOMAIN,
     Result.REFUSED: Rcode.REFUSED,
-    # Forwarding comes later; until then nothing outside the zone is answered.
+    # Reached only for clients we do not forward for.
     Result.OUTSIDE_ZONE: Rcode.REFUSED,
 }
 # Answers from the zone's own data are authoritative (AA).
@@ -39,24 +41,54 @@ _FROM_ZONE = (Result.SUCCESS, Result.NODATA, Result.NXDOMAIN)
 class Handler:
     """Answers DNS queries for the mesh zone from the current snapshot."""
 
-    def __init__(self, config: ZoneConfig, snapshot: Snapshot | None = None) -> None:
+    def __init__(
+        self, config: ZoneConfig, snapshot: Snapshot | None = None, *, forwarding: bool = False
+    ) -> None:
         self._config = config
+        # Whether the transport has upstreams to forward to: without them, nobody
+        # gets recursion, and names outside the zone are REFUSED for everyone.
+        self._forwarding = forwarding
         self._zones: Zones = build_zones(config, snapshot or Snapshot.empty())
 
     @property
     def config(self) -> ZoneConfig:
         return self._config
 
-    def update(self, snapshot: Snapshot) -> None:
+    @property
+    def zones(self) -> Zones:
+        """The zone tables answered from now."""
+        return self._zones
+
+    def update(self, snapshot: Snapshot, delta: Delta | None = None) -> None:
         """Answer from ``snapshot`` from now on.
 
-        The zone tables are built here, once per snapshot, and swapped in with one
-        assignment, so a query in flight sees either the old view or the new one.
+        Without ``delta`` the zone tables are rebuilt from the whole snapshot; with
+        one, only the services and meshes it names are redone, which costs what
+        changed rather than what the registry holds. Either way the new tables are
+        swapped in with one assignment, so a query in flight sees the old view or the
+        new one, never a mix.
         """
-        self._zones = build_zones(self._config, snapshot)
+        if delta is None:
+            self._zones = build_zones(self._config, snapshot)
+        else:
+            self._zones = update_zones(self._zones, snapshot, delta)
 
-    def handle(self, data: bytes, client: IPAddress, *, tcp: bool = False) -> bytes | None:
-        """The reply to the message ``data`` from ``client``; None to send nothing."""
+    def may_recurse(self, client: IPAddress) -> bool:
+        """Whether names outside the zone are forwarded for ``client``."""
+        if not self._forwarding:
+            return False
+        if self._config.recursion_for_dataplanes and self._zones.is_dataplane(client):
+            return True
+        return any(client in network for network in self._config.allow_recursion)
+
+    def handle(
+        self, data: bytes, client: IPAddress, *, tcp: bool = False
+    ) -> bytes | Forward | None:
+        """The reply to the message ``data`` from ``client``; None to send nothing.
+
+        A :class:`Forward` asks the transport to get the upstreams' answer and pass it
+        to :meth:`forwarded`, which builds the reply.
+        """
         header = codec.parse_header(data)
         # Too short to answer, or a response: answering responses invites loops.
         if header is None or header.qr:
@@ -81,7 +113,26 @@ class Handler:
             )
             return codec.encode_response(reply, _PLAIN_UDP_LIMIT)
 
-    def _respond(self, header: Header, data: bytes, client: IPAddress, *, tcp: bool) -> bytes:
+    def forwarded(self, forward: Forward, upstream: Upstream) -> bytes:
+        """The reply to a forwarded query, from the upstreams' answer."""
+        query = forward.query
+        response = Response(
+            id=query.header.id,
+            opcode=query.header.opcode,
+            rcode=upstream.rcode,
+            rd=query.header.rd,
+            ra=True,
+            question=query.question,
+            answer=upstream.answer,
+            authority=upstream.authority,
+            additional=upstream.additional,
+            edns_payload=self._edns_payload(query),
+        )
+        return codec.encode_response(response, self._size_limit(query, tcp=forward.tcp))
+
+    def _respond(
+        self, header: Header, data: bytes, client: IPAddress, *, tcp: bool
+    ) -> bytes | Forward:
         try:
             query = codec.parse_query(data)
         except FormError as error:
@@ -96,9 +147,13 @@ class Handler:
 
         zone = self._zones.zone_for(client)
         answer = lookup(zone, query.question.name, query.question.qtype)
-        return self._reply(query, answer, tcp=tcp)
+        recursion = self.may_recurse(client)
+        # Only questions that ask for recursion (RD) are forwarded.
+        if answer.result is Result.OUTSIDE_ZONE and recursion and header.rd:
+            return Forward(query=query, tcp=tcp)
+        return self._reply(query, answer, tcp=tcp, ra=recursion)
 
-    def _reply(self, query: Query, answer: Answer, *, tcp: bool) -> bytes:
+    def _reply(self, query: Query, answer: Answer, *, tcp: bool, ra: bool) -> bytes:
         header = query.header
         response = Response(
             id=header.id,
@@ -106,6 +161,7 @@ class Handler:
             rcode=_RCODES[answer.result],
             rd=header.rd,
             aa=answer.result in _FROM_ZONE,
+            ra=ra,
             question=query.question,
             answer=answer.answer,
             authority=answer.authority,

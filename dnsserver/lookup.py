@@ -7,7 +7,10 @@ does), so the rcode, flags and EDNS live in one place.
 from __future__ import annotations
 
 import enum
+import random
 from dataclasses import dataclass
+
+from immutables import Map
 
 from dnsserver.records import Name, Ns, Record, RecordType, fold_case
 from dnsserver.zone import Node, RRset, Zone
@@ -39,7 +42,14 @@ class Answer:
 
 
 # RFC 8482: ANY gets one RRset of the name, the first of these it has.
-_ANY_PREFERENCE = (RecordType.SOA, RecordType.A, RecordType.AAAA, RecordType.NS)
+_ANY_PREFERENCE = (
+    RecordType.SOA,
+    RecordType.A,
+    RecordType.AAAA,
+    RecordType.SRV,
+    RecordType.PTR,
+    RecordType.NS,
+)
 _ZONE_TRANSFERS = (RecordType.AXFR, RecordType.IXFR)
 _ADDRESS_TYPES = (RecordType.A, RecordType.AAAA)
 
@@ -49,23 +59,42 @@ def lookup(zone: Zone, qname: Name, qtype: int) -> Answer:
 
     Answer records are owned by ``qname`` exactly as asked, so clients see the case
     they used. ANY is answered minimally (RFC 8482): the first RRset the name has of
-    SOA, A, AAAA, NS; a name without records answers NODATA, rather than a
-    synthesised HINFO, because NODATA is what the zone really holds.
+    SOA, A, AAAA, SRV, PTR, NS; a name without records answers NODATA, rather than a
+    synthesised HINFO, because NODATA is what the zone really holds. Endpoint sets
+    come in a random rotation; SRV answers carry their targets' addresses as
+    additional records.
+
+    Outside the zone, the reverse names of the mesh's addresses answer PTR (and ANY);
+    any other question there is OUTSIDE_ZONE, for the handler to forward or refuse.
     """
-    relative = _relative_name(zone, fold_case(qname))
+    folded = fold_case(qname)
+    relative = _relative_name(zone, folded)
     if relative is None:
-        return Answer(Result.OUTSIDE_ZONE)
+        return _reverse_lookup(zone, folded, qname, qtype)
     if qtype in _ZONE_TRANSFERS:
         return Answer(Result.REFUSED)
     node = zone.nodes.get(relative)
     if node is None:
         return Answer(Result.NXDOMAIN, authority=(_negative_soa(zone),))
+    if not relative:
+        node = _with_soa(zone, node)
     rtype, rrset = _find_rrset(node, qtype)
     if rrset is None:
         return Answer(Result.NODATA, authority=(_negative_soa(zone),))
-    answer = _records(qname, rrset)
-    additional = _glue(zone, rrset) if rtype == RecordType.NS else ()
+    if rtype == RecordType.NS:
+        return Answer(Result.SUCCESS, answer=_records(qname, rrset), additional=_glue(zone, rrset))
+    answer, additional = _answer(qname, rrset)
     return Answer(Result.SUCCESS, answer=answer, additional=additional)
+
+
+def _reverse_lookup(zone: Zone, folded: Name, qname: Name, qtype: int) -> Answer:
+    # We hold these names, not their zone: a question of another type at them goes
+    # where any other outside name goes, since we have no SOA to deny it with.
+    node = zone.reverse.get(folded)
+    rrset = node.get(RecordType.PTR) if node is not None else None
+    if rrset is None or qtype not in (RecordType.PTR, RecordType.ANY):
+        return Answer(Result.OUTSIDE_ZONE)
+    return Answer(Result.SUCCESS, answer=_records(qname, rrset))
 
 
 def _relative_name(zone: Zone, name: Name) -> Name | None:
@@ -91,6 +120,32 @@ def _find_rrset(node: Node, qtype: int) -> tuple[int, RRset | None]:
 
 def _records(owner: Name, rrset: RRset) -> tuple[Record, ...]:
     return tuple(Record(owner=owner, ttl=rrset.ttl, data=item) for item in rrset.items)
+
+
+def _answer(owner: Name, rrset: RRset) -> tuple[tuple[Record, ...], tuple[Record, ...]]:
+    """The answer and additional records of ``rrset``, rotated when it asks for it.
+
+    A rotation (not a full shuffle) of records built once: every record gets its turn
+    first, and a truncated answer still starts with whole, aligned pairs of SRV
+    records and their addresses.
+    """
+    items = rrset.items
+    additional = rrset.additional
+    if rrset.rotate and len(items) > 1:
+        start = random.randrange(len(items))
+        items = items[start:] + items[:start]
+        if additional:
+            cut = rrset.additional_index[start]
+            additional = additional[cut:] + additional[:cut]
+    answer = tuple(Record(owner=owner, ttl=rrset.ttl, data=item) for item in items)
+    return answer, additional
+
+
+def _with_soa(zone: Zone, apex: Node) -> Node:
+    # The SOA carries the snapshot's revision, so it is kept out of the mesh tables:
+    # a new revision would otherwise touch every mesh.
+    soa = RRset(zone.negative_ttl, (zone.soa,))
+    return Map(apex).set(RecordType.SOA, soa)
 
 
 def _negative_soa(zone: Zone) -> Record:

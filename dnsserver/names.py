@@ -5,6 +5,8 @@ Names here are relative to the zone apex and case-folded, ready to be zone keys.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address, IPv6Address
+
 from dnsserver.records import Name
 
 # ns.<domain>: the name server named by the apex NS record.
@@ -12,6 +14,11 @@ NS_NAME: Name = (b"ns",)
 # rname of the SOA: hostmaster.<domain> (RFC 2142).
 HOSTMASTER_NAME: Name = (b"hostmaster",)
 ENDPOINTS_LABEL = b"endpoints"
+ADDR_LABEL = b"addr"
+TCP_LABEL = b"_tcp"
+# Reverse names are outside the zone; these are absolute.
+_IPV4_REVERSE: Name = (b"in-addr", b"arpa")
+_IPV6_REVERSE: Name = (b"ip6", b"arpa")
 # Kuma writes Kubernetes-style service names with underscores for dots.
 _ALIAS_SEPARATOR = "_"
 
@@ -53,3 +60,32 @@ def dotted_alias(service: str) -> Name | None:
     if any(label is None for label in labels):
         return None
     return tuple(label for label in labels if label is not None)
+
+
+def srv_name(service: str) -> Name | None:
+    """``_<service>._tcp``: where the service's SRV records answer (RFC 2782)."""
+    label = service_label(service)
+    if label is None or len(label) > 62:
+        return None
+    return (b"_" + label, TCP_LABEL)
+
+
+def dotted_endpoints_alias(service: str) -> Name | None:
+    """The dotted alias of the endpoints name: ``a.b.c.d.endpoints`` for ``a_b_c_d``."""
+    alias = dotted_alias(service)
+    return None if alias is None else (*alias, ENDPOINTS_LABEL)
+
+
+def addr_name(address: IPv4Address | IPv6Address) -> Name:
+    """``<hex>.addr``: the address as the hex of its packed form, as Consul writes it."""
+    return (address.packed.hex().encode("ascii"), ADDR_LABEL)
+
+
+def reverse_name(address: IPv4Address | IPv6Address) -> Name:
+    """The absolute ``in-addr.arpa`` / ``ip6.arpa`` name of an address (RFC 1035, 3596)."""
+    if isinstance(address, IPv4Address):
+        return tuple(str(byte).encode("ascii") for byte in reversed(address.packed)) + (
+            _IPV4_REVERSE
+        )
+    nibbles = address.packed.hex()
+    return tuple(nibble.encode("ascii") for nibble in reversed(nibbles)) + _IPV6_REVERSE

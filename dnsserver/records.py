@@ -24,12 +24,17 @@ def fold_case(name: Name) -> Name:
 
 
 class RecordType(IntEnum):
-    """The record and query types this server knows by name (RFC 1035, 3596, 1995, 8482)."""
+    """The record and query types this server knows by name (RFC 1035, 3596, 2782, 1995, 8482)."""
 
     A = 1
     NS = 2
+    CNAME = 5
     SOA = 6
+    PTR = 12
+    MX = 15
+    TXT = 16
     AAAA = 28
+    SRV = 33
     OPT = 41
     IXFR = 251
     AXFR = 252
@@ -65,18 +70,63 @@ class Ns:
     target: Name
 
 
-RecordData = IPv4Address | IPv6Address | Soa | Ns
+@dataclass(frozen=True, slots=True)
+class Ptr:
+    """The data of a PTR record: the name an address points back to."""
+
+    target: Name
+
+
+@dataclass(frozen=True, slots=True)
+class Srv:
+    """The data of an SRV record (RFC 2782)."""
+
+    priority: int
+    weight: int
+    port: int
+    target: Name
+
+
+@dataclass(frozen=True, slots=True)
+class Cname:
+    """The data of a CNAME record; only upstream answers carry these."""
+
+    target: Name
+
+
+@dataclass(frozen=True, slots=True)
+class Mx:
+    """The data of an MX record; only upstream answers carry these."""
+
+    preference: int
+    exchange: Name
+
+
+@dataclass(frozen=True, slots=True)
+class Txt:
+    """The data of a TXT record: its character-strings; only upstream answers carry these."""
+
+    strings: tuple[bytes, ...]
+
+
+RecordData = IPv4Address | IPv6Address | Soa | Ns | Ptr | Srv | Cname | Mx | Txt
+
+_DATA_TYPES: dict[type, RecordType] = {
+    IPv4Address: RecordType.A,
+    IPv6Address: RecordType.AAAA,
+    Soa: RecordType.SOA,
+    Ns: RecordType.NS,
+    Ptr: RecordType.PTR,
+    Srv: RecordType.SRV,
+    Cname: RecordType.CNAME,
+    Mx: RecordType.MX,
+    Txt: RecordType.TXT,
+}
 
 
 def record_type(data: RecordData) -> RecordType:
     """The type of the record that carries ``data``."""
-    if isinstance(data, IPv4Address):
-        return RecordType.A
-    if isinstance(data, IPv6Address):
-        return RecordType.AAAA
-    if isinstance(data, Soa):
-        return RecordType.SOA
-    return RecordType.NS
+    return _DATA_TYPES[type(data)]
 
 
 @dataclass(frozen=True, slots=True)

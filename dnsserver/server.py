@@ -1,7 +1,10 @@
 """The DNS transport: UDP and TCP listeners on one address that pass bytes to a handler.
 
 Knows nothing of DNS beyond TCP's two-byte length framing (RFC 1035 4.2.2); what
-to answer is the :class:`~dnsserver.handler.Handler`'s business.
+to answer is the :class:`~dnsserver.handler.Handler`'s business. When the handler
+hands back a :class:`~dnsserver.forward.Forward`, the transport awaits the
+:class:`~dnsserver.forward.Forwarder` for it in a task of its own, so that other
+queries are answered meanwhile.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from ipaddress import IPv6Address, ip_address
 from typing import Any, cast
 
 from dnsserver.errors import BindError
+from dnsserver.forward import Forward, Forwarder
 from dnsserver.handler import Handler
 from registry.snapshot import IPAddress
 
@@ -25,7 +29,8 @@ _LENGTH_PREFIX = struct.Struct("!H")
 # process may hold it on TCP, so try a few ports.
 _EPHEMERAL_BIND_ATTEMPTS = 20
 
-Answerer = Callable[[bytes, IPAddress, bool], bytes | None]
+# Answers one datagram from a client, now or later, through the callback it is given.
+UdpAnswerer = Callable[[bytes, IPAddress, Callable[[bytes], None]], None]
 
 
 class DnsServer:
@@ -40,8 +45,10 @@ class DnsServer:
         tcp_idle_timeout: float = 10.0,
         max_tcp_connections: int = 256,
         shutdown_timeout: float = 5.0,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self._handler = handler
+        self._forwarder = forwarder
         self._host = host
         self._port = port
         self._tcp_idle_timeout = tcp_idle_timeout
@@ -53,6 +60,8 @@ class DnsServer:
         # a query and can be cancelled at shutdown without losing an answer.
         self._connections: set[asyncio.Task[None]] = set()
         self._idle: set[asyncio.Task[None]] = set()
+        # UDP replies waiting for an upstream, likewise kept until done.
+        self._forwarding: set[asyncio.Task[None]] = set()
         self._closing = False
 
     @property
@@ -89,8 +98,9 @@ class DnsServer:
             self._tcp.close()
         for task in self._idle:
             task.cancel()
-        if self._connections:
-            _, pending = await asyncio.wait(set(self._connections), timeout=self._shutdown_timeout)
+        busy = self._connections | self._forwarding
+        if busy:
+            _, pending = await asyncio.wait(busy, timeout=self._shutdown_timeout)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -107,7 +117,7 @@ class DnsServer:
     async def _bind(self) -> None:
         loop = asyncio.get_running_loop()
         udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self._answer), local_addr=(self._host, self._port)
+            lambda: _UdpProtocol(self._answer_udp), local_addr=(self._host, self._port)
         )
         port = udp.get_extra_info("sockname")[1]
         try:
@@ -118,7 +128,7 @@ class DnsServer:
         self._udp = udp
         self._port = port
 
-    def _answer(self, data: bytes, client: IPAddress, tcp: bool) -> bytes | None:
+    def _answer(self, data: bytes, client: IPAddress, tcp: bool) -> bytes | Forward | None:
         # The handler answers SERVFAIL on its own errors; this guard is for a bug
         # in that last resort, so no message can ever stop the server.
         try:
@@ -126,6 +136,33 @@ class DnsServer:
         except Exception:
             logger.exception("no reply to a %d-byte message from %s", len(data), client)
             return None
+
+    async def _forward(self, forward: Forward) -> bytes | None:
+        if self._forwarder is None:  # the handler was told to forward but we cannot
+            logger.error("no forwarder for %s; dropping the query", forward.question)
+            return None
+        try:
+            upstream = await self._forwarder.resolve(forward.question)
+            return self._handler.forwarded(forward, upstream)
+        except Exception:
+            logger.exception("no reply to a forwarded query")
+            return None
+
+    def _answer_udp(
+        self, data: bytes, client: IPAddress, reply_to: Callable[[bytes], None]
+    ) -> None:
+        reply = self._answer(data, client, False)
+        if isinstance(reply, Forward):
+            task = asyncio.get_running_loop().create_task(self._send_forwarded(reply, reply_to))
+            self._forwarding.add(task)
+            task.add_done_callback(self._forwarding.discard)
+        elif reply is not None:
+            reply_to(reply)
+
+    async def _send_forwarded(self, forward: Forward, reply_to: Callable[[bytes], None]) -> None:
+        reply = await self._forward(forward)
+        if reply is not None:
+            reply_to(reply)
 
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -143,6 +180,9 @@ class DnsServer:
             while not self._closing:
                 data = await self._read_message(task, reader)
                 reply = self._answer(data, client, True)
+                if isinstance(reply, Forward):
+                    # In order: one connection's answers keep their queries' order.
+                    reply = await self._forward(reply)
                 if reply is not None:
                     writer.write(_LENGTH_PREFIX.pack(len(reply)) + reply)
                     async with asyncio.timeout(self._tcp_idle_timeout):
@@ -165,7 +205,7 @@ class DnsServer:
 class _UdpProtocol(asyncio.DatagramProtocol):
     """One reply datagram per query datagram, answered as it arrives."""
 
-    def __init__(self, answer: Answerer) -> None:
+    def __init__(self, answer: UdpAnswerer) -> None:
         self._answer = answer
         self._transport: asyncio.DatagramTransport | None = None
 
@@ -175,8 +215,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        reply = self._answer(data, _client_address(addr), False)
-        if reply is not None and self._transport is not None:
+        self._answer(data, _client_address(addr), lambda reply: self._send(reply, addr))
+
+    def _send(self, reply: bytes, addr: Any) -> None:
+        if self._transport is not None and not self._transport.is_closing():
             self._transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:

@@ -1,16 +1,38 @@
-"""Zone tables: the records of each mesh's view of the zone, built once per snapshot."""
+"""Zone tables: each mesh's view of the zone, kept current one changed service at a time.
+
+Every service *claims* the names it answers at (its VIP name, endpoints, SRV, the
+``<hex>.addr`` names and the reverse names of its addresses, its dotted aliases),
+and needs the names above them to exist (empty non-terminals). A name's records are
+merged from the claims on it alone, so a changed service only touches its own names:
+applying it costs what the service holds, not what the registry holds. The tables
+are persistent maps (:mod:`immutables`), so an update makes new tables sharing all
+untouched entries with the old ones, and swapping them in is one assignment.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
+
+from immutables import Map
 
 from dnsserver import names
 from dnsserver.config import ZoneConfig
-from dnsserver.records import Name, Ns, RecordData, RecordType, Soa, name_from_text, record_type
-from registry.snapshot import IPAddress, MeshView, ServiceView, Snapshot
+from dnsserver.records import (
+    Name,
+    Ns,
+    Ptr,
+    Record,
+    RecordData,
+    RecordType,
+    Soa,
+    Srv,
+    name_from_text,
+    record_type,
+)
+from registry.snapshot import Delta, Endpoint, IPAddress, MeshView, ServiceView, Snapshot
 
 logger = logging.getLogger("meshdns.dns")
 
@@ -18,6 +40,10 @@ logger = logging.getLogger("meshdns.dns")
 _SOA_REFRESH = 3600
 _SOA_RETRY = 600
 _SOA_EXPIRE = 86400
+# SRV (RFC 2782): local endpoints first; equal weights, so clients spread evenly.
+# Cross-zone endpoints (through an ingress) will answer with priority 1.
+SRV_LOCAL_PRIORITY = 0
+SRV_WEIGHT = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,63 +52,239 @@ class RRset:
 
     ttl: int
     items: tuple[RecordData, ...]
+    # Answer in a random rotation, so clients that take the first address spread out.
+    rotate: bool = False
+    # Records for the additional section (the addresses of SRV targets) and, per item,
+    # the index of its first additional record, so a rotation keeps both aligned.
+    additional: tuple[Record, ...] = ()
+    additional_index: tuple[int, ...] = ()
 
 
 # The RRsets of one name by type; empty for an empty non-terminal.
 Node = Mapping[RecordType, RRset]
+_EMPTY_NODE: Node = Map()
 
 
 @dataclass(frozen=True, slots=True)
 class Zone:
-    """One mesh's view of the zone.
+    """One mesh's view of the zone, as a lookup reads it.
 
     ``nodes`` holds every existing name, relative to ``origin`` and case-folded;
-    ``()`` is the apex. Names that exist only because names below them do (such
-    as ``endpoints``) are there with no RRsets.
+    ``()`` is the apex (its SOA is ``soa``, not in the table). ``reverse`` holds the
+    absolute ``in-addr.arpa``/``ip6.arpa`` names of the mesh's addresses, the only
+    names outside the zone answered from it.
     """
 
     origin: Name
     soa: Soa
     negative_ttl: int
     nodes: Mapping[Name, Node]
+    reverse: Mapping[Name, Node]
+
+
+class _Kind(enum.Enum):
+    """What a claim is; decides how claims on one name merge."""
+
+    # A service's own names: on a collision (names fold case) the least service name wins.
+    OWN = enum.auto()
+    # Kuma's dotted aliases: only where no service has an own name.
+    ALIAS = enum.auto()
+    # Addresses (<hex>.addr, reverse names): every claim counts, merged.
+    ADDRESS = enum.auto()
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    kind: _Kind
+    node: Node
+
+
+# A table key: (True, absolute reverse name) or (False, name relative to the origin).
+_Key = tuple[bool, Name]
+
+
+@dataclass(frozen=True, slots=True)
+class _ServiceClaims:
+    """Everything one service put in the tables, so that it can be taken out again."""
+
+    claims: tuple[tuple[_Key, _Claim], ...]
+    # Names that exist because the service's names are below them (RFC 8020).
+    ancestors: frozenset[Name]
+
+
+@dataclass(frozen=True, slots=True)
+class MeshTables:
+    """One mesh's tables: the answers, and the claims they are merged from."""
+
+    nodes: Map[Name, Node]
+    reverse: Map[Name, Node]
+    claims: Map[_Key, Map[str, _Claim]]
+    # How many services need each empty non-terminal.
+    ancestors: Map[Name, int]
+    services: Map[str, _ServiceClaims]
+
+    def apply(
+        self, config: ZoneConfig, changes: Iterable[tuple[str, ServiceView | None]]
+    ) -> MeshTables:
+        """The tables with each named service replaced by its new view (None: gone)."""
+        origin = zone_origin(config)
+        services = self.services.mutate()
+        claims = self.claims.mutate()
+        ancestors = self.ancestors.mutate()
+        touched: set[_Key] = set()
+        for name, view in changes:
+            old = services.get(name)
+            if old is not None:
+                for key, _ in old.claims:
+                    remaining = claims[key].delete(name)
+                    if remaining:
+                        claims[key] = remaining
+                    else:
+                        del claims[key]
+                    touched.add(key)
+                for ancestor in old.ancestors:
+                    count = ancestors[ancestor] - 1
+                    if count:
+                        ancestors[ancestor] = count
+                    else:
+                        del ancestors[ancestor]
+                    touched.add((False, ancestor))
+                del services[name]
+            new = _service_claims(config, origin, view) if view is not None else None
+            if new is not None:
+                for key, claim in new.claims:
+                    claims[key] = claims.get(key, Map()).set(name, claim)
+                    touched.add(key)
+                for ancestor in new.ancestors:
+                    ancestors[ancestor] = ancestors.get(ancestor, 0) + 1
+                    touched.add((False, ancestor))
+                services[name] = new
+
+        nodes = self.nodes.mutate()
+        reverse = self.reverse.mutate()
+        for key in touched:
+            is_reverse, owner = key
+            if not is_reverse and owner in _STATIC_NAMES:
+                continue  # the apex and ns.<domain> are the server's own
+            table = reverse if is_reverse else nodes
+            node = _merge(claims.get(key))
+            if node is None and not is_reverse and owner in ancestors:
+                node = _EMPTY_NODE
+            if node is None:
+                table.pop(owner, None)
+            else:
+                table[owner] = node
+        return MeshTables(
+            nodes=nodes.finish(),
+            reverse=reverse.finish(),
+            claims=claims.finish(),
+            ancestors=ancestors.finish(),
+            services=services.finish(),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Zones:
-    """Every mesh's zone and how to pick the one a client is answered from."""
+    """Every mesh's tables and how to pick the ones a client is answered from."""
 
-    by_mesh: Mapping[str, Zone]
+    config: ZoneConfig
+    origin: Name
+    soa: Soa
+    meshes: Map[str, MeshTables]
     # Answered to clients whose mesh does not exist: the apex and nothing else.
-    empty: Zone
+    empty: MeshTables
     client_meshes: Mapping[IPAddress, str]
-    default_mesh: str
 
     def zone_for(self, client: IPAddress) -> Zone:
         """The zone of the client's mesh, else of the default mesh."""
-        mesh = self.client_meshes.get(client, self.default_mesh)
-        return self.by_mesh.get(mesh, self.empty)
+        mesh = self.client_meshes.get(client, self.config.default_mesh)
+        tables = self.meshes.get(mesh, self.empty)
+        return Zone(
+            origin=self.origin,
+            soa=self.soa,
+            negative_ttl=self.config.negative_ttl,
+            nodes=tables.nodes,
+            reverse=tables.reverse,
+        )
+
+    def is_dataplane(self, client: IPAddress) -> bool:
+        return client in self.client_meshes
+
+
+def zone_origin(config: ZoneConfig) -> Name:
+    return name_from_text(config.domain.lower())
 
 
 def build_zones(config: ZoneConfig, snapshot: Snapshot) -> Zones:
-    """Build every mesh's zone from ``snapshot``."""
+    """Build every mesh's tables from ``snapshot``."""
+    empty = _empty_tables(config)
+    meshes = Map({name: build_mesh(config, mesh, empty) for name, mesh in snapshot.meshes.items()})
     return Zones(
-        by_mesh=MappingProxyType(
-            {
-                name: build_zone(config, mesh, snapshot.revision)
-                for name, mesh in snapshot.meshes.items()
-            }
-        ),
-        empty=build_zone(config, None, snapshot.revision),
+        config=config,
+        origin=zone_origin(config),
+        soa=_soa(config, snapshot.revision),
+        meshes=meshes,
+        empty=empty,
         client_meshes=snapshot.dataplane_meshes,
-        default_mesh=config.default_mesh,
     )
 
 
+def update_zones(zones: Zones, snapshot: Snapshot, delta: Delta) -> Zones:
+    """``zones`` moved to ``snapshot``, redoing only what ``delta`` says changed.
+
+    Gives the same tables as :func:`build_zones` of ``snapshot``, provided ``delta``
+    names every service and mesh that differs between the two snapshots.
+    """
+    config = zones.config
+    meshes = zones.meshes.mutate()
+    for mesh in delta.meshes:
+        view = snapshot.meshes.get(mesh)
+        if view is None:
+            meshes.pop(mesh, None)
+        else:
+            meshes[mesh] = build_mesh(config, view, zones.empty)
+    changed: dict[str, list[str]] = {}
+    for mesh, service in delta.services:
+        if mesh not in delta.meshes:
+            changed.setdefault(mesh, []).append(service)
+    for mesh, services in changed.items():
+        view = snapshot.meshes.get(mesh)
+        tables = meshes.get(mesh)
+        if view is None:
+            meshes.pop(mesh, None)
+        elif tables is None:
+            meshes[mesh] = build_mesh(config, view, zones.empty)
+        else:
+            meshes[mesh] = tables.apply(
+                config, ((service, view.services.get(service)) for service in services)
+            )
+    return Zones(
+        config=config,
+        origin=zones.origin,
+        soa=_soa(config, snapshot.revision),
+        meshes=meshes.finish(),
+        empty=zones.empty,
+        # A reference to the snapshot's own mapping: nothing to redo.
+        client_meshes=snapshot.dataplane_meshes,
+    )
+
+
+def build_mesh(config: ZoneConfig, mesh: MeshView, empty: MeshTables | None = None) -> MeshTables:
+    """The tables of ``mesh``: its services applied to the empty zone."""
+    empty = empty or _empty_tables(config)
+    return empty.apply(config, sorted(mesh.services.items()))
+
+
 def build_zone(config: ZoneConfig, mesh: MeshView | None, revision: int) -> Zone:
-    """Build the zone as seen from ``mesh`` (None: the apex only)."""
-    origin = name_from_text(config.domain.lower())
-    nodes: dict[Name, dict[RecordType, RRset]] = {}
-    soa = Soa(
+    """The zone as seen from ``mesh`` (None: the apex only); for tests and tools."""
+    tables = build_mesh(config, mesh) if mesh is not None else _empty_tables(config)
+    soa = _soa(config, revision)
+    return Zone(zone_origin(config), soa, config.negative_ttl, tables.nodes, tables.reverse)
+
+
+def _soa(config: ZoneConfig, revision: int) -> Soa:
+    origin = zone_origin(config)
+    return Soa(
         mname=names.NS_NAME + origin,
         rname=names.HOSTMASTER_NAME + origin,
         # Serials are 32-bit and compared in sequence-space arithmetic (RFC 1982).
@@ -92,68 +294,120 @@ def build_zone(config: ZoneConfig, mesh: MeshView | None, revision: int) -> Zone
         expire=_SOA_EXPIRE,
         minimum=config.negative_ttl,
     )
-    # RFC 2308: resolvers cache a negative answer for min(SOA TTL, minimum).
-    _add(nodes, (), config.negative_ttl, [soa])
-    _add(nodes, (), config.ttl, [Ns(target=names.NS_NAME + origin)])
-    # ns.<domain> always exists as the NS target, so no service can take its name.
-    nodes.setdefault(names.NS_NAME, {})
-    if config.ns_address is not None:
-        _add(nodes, names.NS_NAME, config.ttl, [config.ns_address])
 
-    services = sorted(mesh.services.values(), key=lambda s: s.name) if mesh else []
-    for service in services:
-        _add_service(nodes, config, service)
-    # Aliases last, so that a real name always wins over an alias that collides with it.
-    for service in services:
-        alias = names.dotted_alias(service.name)
-        if alias is not None and alias not in nodes:
-            _add(nodes, alias, config.ttl, _vips(service))
 
-    _add_empty_non_terminals(nodes)
-    return Zone(
-        origin=origin,
-        soa=soa,
-        negative_ttl=config.negative_ttl,
-        nodes=MappingProxyType({name: MappingProxyType(node) for name, node in nodes.items()}),
+_STATIC_NAMES = ((), names.NS_NAME)
+
+
+def _empty_tables(config: ZoneConfig) -> MeshTables:
+    """The apex (NS; the SOA is added when answering) and ns.<domain>, nothing else."""
+    origin = zone_origin(config)
+    ns_node: Node = _node(config.ttl, [config.ns_address] if config.ns_address else [])
+    apex: Node = _node(config.ttl, [Ns(target=names.NS_NAME + origin)])
+    return MeshTables(
+        nodes=Map({(): apex, names.NS_NAME: ns_node}),
+        reverse=Map(),
+        claims=Map(),
+        ancestors=Map(),
+        services=Map(),
     )
 
 
-def _add_service(
-    nodes: dict[Name, dict[RecordType, RRset]], config: ZoneConfig, service: ServiceView
-) -> None:
+def _service_claims(config: ZoneConfig, origin: Name, service: ServiceView) -> _ServiceClaims:
     vip_name = names.service_name(service.name)
     endpoints_name = names.endpoints_name(service.name)
-    if vip_name is None or endpoints_name is None:
+    if vip_name is None or endpoints_name is None or vip_name in _STATIC_NAMES:
         logger.debug("service %r has no DNS name: not a valid DNS label", service.name)
-        return
-    if vip_name in nodes:
-        # Names fold case, so "Web" and "web" collide; the first by sort order wins.
-        logger.debug("service %r: its name %r is already taken", service.name, vip_name)
-        return
-    _add(nodes, vip_name, config.ttl, _vips(service))
+        return _ServiceClaims(claims=(), ancestors=frozenset())
+    claims: list[tuple[_Key, _Claim]] = []
+    vips: list[RecordData] = [vip for vip in (service.vip, service.vip6) if vip is not None]
+    vip_node = _node(config.ttl, vips)
+    local = [endpoint for endpoint in service.endpoints if _is_local(config, endpoint)]
+    ready = [endpoint for endpoint in local if endpoint.ready]
     # dict.fromkeys: one record per address, in endpoint order.
-    addresses = list(dict.fromkeys(endpoint.address for endpoint in service.ready_endpoints))
-    _add(nodes, endpoints_name, config.endpoints_ttl, addresses)
+    addresses: list[RecordData] = list(dict.fromkeys(endpoint.address for endpoint in ready))
+    endpoints_node = _node(config.endpoints_ttl, addresses, rotate=True)
+
+    claims.append(((False, vip_name), _Claim(_Kind.OWN, vip_node)))
+    claims.append(((False, endpoints_name), _Claim(_Kind.OWN, endpoints_node)))
+    srv_name = names.srv_name(service.name)
+    if srv_name is not None:
+        claims.append(((False, srv_name), _Claim(_Kind.OWN, _srv_node(config, origin, ready))))
+    for alias, node in (
+        (names.dotted_alias(service.name), vip_node),
+        (names.dotted_endpoints_alias(service.name), endpoints_node),
+    ):
+        if alias is not None:
+            claims.append(((False, alias), _Claim(_Kind.ALIAS, node)))
+
+    pointer = (Ptr(target=vip_name + origin),)
+    known: dict[IPAddress, int] = {vip: config.ttl for vip in (service.vip, service.vip6) if vip}
+    for endpoint in local:
+        known.setdefault(endpoint.address, config.endpoints_ttl)
+    for address, ttl in known.items():
+        address_node = _node(config.endpoints_ttl, [address])
+        claims.append(((False, names.addr_name(address)), _Claim(_Kind.ADDRESS, address_node)))
+        ptr_node: Node = Map({RecordType.PTR: RRset(ttl, pointer)})
+        claims.append(((True, names.reverse_name(address)), _Claim(_Kind.ADDRESS, ptr_node)))
+
+    ancestors = frozenset(
+        owner[start:]
+        for (is_reverse, owner), _ in claims
+        if not is_reverse
+        for start in range(1, len(owner))
+    )
+    return _ServiceClaims(claims=tuple(claims), ancestors=ancestors)
 
 
-def _vips(service: ServiceView) -> Sequence[RecordData]:
-    return [vip for vip in (service.vip, service.vip6) if vip is not None]
+def _is_local(config: ZoneConfig, endpoint: Endpoint) -> bool:
+    # The seam for cross-zone answers: endpoints of other zones are left out for now.
+    return endpoint.zone is None or endpoint.zone == config.local_zone
 
 
-def _add(
-    nodes: dict[Name, dict[RecordType, RRset]], name: Name, ttl: int, items: Sequence[RecordData]
-) -> None:
-    """Add ``items`` to ``name``'s RRsets; the name exists even when ``items`` is empty."""
-    node = nodes.setdefault(name, {})
-    for rtype in dict.fromkeys(record_type(item) for item in items):
-        of_type = tuple(item for item in items if record_type(item) == rtype)
-        existing = node.get(rtype)
-        node[rtype] = RRset(ttl, existing.items + of_type) if existing else RRset(ttl, of_type)
+def _srv_node(config: ZoneConfig, origin: Name, ready: list[Endpoint]) -> Node:
+    targets = dict.fromkeys((endpoint.address, endpoint.port) for endpoint in ready)
+    items: list[RecordData] = []
+    additional: list[Record] = []
+    first_additional: dict[IPAddress, int] = {}
+    index: list[int] = []
+    for address, port in targets:
+        target = names.addr_name(address) + origin
+        items.append(Srv(SRV_LOCAL_PRIORITY, SRV_WEIGHT, port, target))
+        if address not in first_additional:
+            first_additional[address] = len(additional)
+            additional.append(Record(owner=target, ttl=config.endpoints_ttl, data=address))
+        index.append(first_additional[address])
+    rrset = RRset(
+        config.endpoints_ttl,
+        tuple(items),
+        rotate=True,
+        additional=tuple(additional),
+        additional_index=tuple(index),
+    )
+    return Map({RecordType.SRV: rrset}) if items else _EMPTY_NODE
 
 
-def _add_empty_non_terminals(nodes: dict[Name, dict[RecordType, RRset]]) -> None:
-    # Every name between an existing name and the apex exists (RFC 8020): for
-    # service a_b_c, b.c answers NODATA, not NXDOMAIN.
-    for name in list(nodes):
-        for start in range(1, len(name)):
-            nodes.setdefault(name[start:], {})
+def _node(ttl: int, items: Iterable[RecordData], *, rotate: bool = False) -> Node:
+    """A node of ``items``, one RRset per type, in the order given."""
+    by_type: dict[RecordType, list[RecordData]] = {}
+    for item in items:
+        by_type.setdefault(record_type(item), []).append(item)
+    return Map({rtype: RRset(ttl, tuple(of_type), rotate) for rtype, of_type in by_type.items()})
+
+
+def _merge(claims: Map[str, _Claim] | None) -> Node | None:
+    """The node of a name from the claims on it; None when nobody claims it."""
+    if not claims:
+        return None
+    ranked = sorted(claims.items(), key=lambda item: (item[1].kind is _Kind.ALIAS, item[0]))
+    _, first = ranked[0]
+    if first.kind is not _Kind.ADDRESS:
+        return first.node
+    # Every service at an address: PTR names each of them, the shortest TTL wins.
+    merged: dict[RecordType, tuple[int, dict[RecordData, None]]] = {}
+    for _, claim in ranked:
+        for rtype, rrset in claim.node.items():
+            ttl, items = merged.get(rtype, (rrset.ttl, {}))
+            items.update(dict.fromkeys(rrset.items))
+            merged[rtype] = (min(ttl, rrset.ttl), items)
+    return Map({rtype: RRset(ttl, tuple(items)) for rtype, (ttl, items) in merged.items()})

@@ -72,7 +72,7 @@ def standard_snapshot() -> Snapshot:
                 endpoint("fd00::1:1"),
             ),
         ),
-        service("backend_kuma-demo_svc_8080", "240.0.0.3"),
+        service("backend_kuma-demo_svc_8080", "240.0.0.3", endpoints=(endpoint("10.3.0.1"),)),
         service("big", "240.0.0.4", endpoints=big_endpoints()),
         service("novip", None),
         service("", "240.0.0.9"),

@@ -1,4 +1,5 @@
-"""Kuma's dotted alias: service a_b_c_d also answers at a.b.c.d.mesh."""
+"""Kuma's dotted alias: service a_b_c_d also answers at a.b.c.d.mesh (and its endpoints
+at a.b.c.d.endpoints.mesh); SRV and reverse names use the service's own name only."""
 
 from __future__ import annotations
 
@@ -19,7 +20,20 @@ from dnsserver import Handler, ZoneConfig
         ("svc.8080.mesh.", "A", "NOERROR", []),
         ("8080.mesh.", "A", "NOERROR", []),
         ("other.svc.8080.mesh.", "A", "NXDOMAIN", []),
-        ("backend.kuma-demo.svc.8080.endpoints.mesh.", "A", "NXDOMAIN", []),
+        # The endpoints name has its dotted alias too.
+        ("backend.kuma-demo.svc.8080.endpoints.mesh.", "A", "NOERROR", ["10.3.0.1"]),
+        ("backend_kuma-demo_svc_8080.endpoints.mesh.", "A", "NOERROR", ["10.3.0.1"]),
+        ("kuma-demo.svc.8080.endpoints.mesh.", "A", "NOERROR", []),
+        # SRV only at the underscore name: RFC 2782 owner names are _service._proto.
+        (
+            "_backend_kuma-demo_svc_8080._tcp.mesh.",
+            "SRV",
+            "NOERROR",
+            ["0 1 8080 0a030001.addr.mesh."],
+        ),
+        ("_backend.kuma-demo.svc.8080._tcp.mesh.", "SRV", "NXDOMAIN", []),
+        # PTR names the service by its own name.
+        ("3.0.0.240.in-addr.arpa.", "PTR", "NOERROR", ["backend_kuma-demo_svc_8080.mesh."]),
     ],
 )
 def test_alias(handler, name, rdtype, rcode_text, answer):

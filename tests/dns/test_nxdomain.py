@@ -19,7 +19,10 @@ from dnstesting import REVISION, ask, flags, owners, rcode, rdatas
         ("x.ns.mesh.", "A"),
         ("nope.endpoints.mesh.", "A"),
         ("only-other.mesh.", "A"),  # a service of another mesh
-        ("_backend._tcp.mesh.", "SRV"),  # SRV names come in a later issue
+        ("_nope._tcp.mesh.", "SRV"),
+        ("_backend._udp.mesh.", "SRV"),
+        ("nope.addr.mesh.", "A"),
+        ("0a000063.addr.mesh.", "A"),  # 10.0.0.99: no endpoint has it
     ],
 )
 def test_nxdomain(handler, name, rdtype):
