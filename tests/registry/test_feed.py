@@ -1,0 +1,238 @@
+"""The change feed: every change exactly once, in revision order, and readers that follow it."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from registrytesting import dataplane, mesh
+from sqlalchemy import text
+
+from registry.database import create_engine
+from registry.feed import Change, read_changes
+from registry.follower import RegistryFollower
+from registry.snapshot import Delta, Snapshot
+from registry.store import Store
+
+
+def comparable(snapshot: Snapshot) -> tuple:
+    """A snapshot as plain values, to compare one built from deltas with one loaded whole."""
+    return (
+        {
+            name: (view.mtls, {service: s for service, s in view.services.items()})
+            for name, view in snapshot.meshes.items()
+        },
+        dict(snapshot.dataplane_meshes),
+    )
+
+
+async def all_changes(store: Store) -> list[Change]:
+    async with store.engine.connect() as connection:
+        return await read_changes(connection, 0, 1_000_000)
+
+
+async def test_changes_carry_tombstones_in_revision_order(store: Store):
+    await store.put_many([mesh(), mesh("other")])
+    await store.put_many([dataplane("web-1"), dataplane("db-1", "db", mesh="other")])
+    await store.delete_dataplane("default", "web-1")
+    await store.delete_mesh("other")
+
+    changes = await all_changes(store)
+    assert [(c.revision, c.kind, c.mesh, c.name, c.deleted) for c in changes] == [
+        (1, "Mesh", "default", "default", False),
+        (2, "Mesh", "other", "other", False),
+        (3, "Dataplane", "default", "web-1", False),
+        (4, "Dataplane", "other", "db-1", False),
+        (5, "Dataplane", "default", "web-1", True),
+        # Deleting a mesh leaves a tombstone for each of its dataplanes, then its own.
+        (6, "Dataplane", "other", "db-1", True),
+        (7, "Mesh", "other", "other", True),
+    ]
+    assert await store.revision() == 7
+
+
+async def test_follower_applies_deltas_equal_to_a_full_load(store: Store):
+    published: list[tuple[Snapshot, Delta | None]] = []
+    follower = RegistryFollower(store, lambda s, d: published.append((s, d)))
+    await store.put(mesh())
+    await follower.catch_up()
+    assert published[-1][1] is None  # the cold start: a whole snapshot, no delta
+
+    rng = random.Random(7)
+    for step in range(60):
+        name = f"dp-{rng.randrange(12)}"
+        service = f"svc-{rng.randrange(4)}"
+        action = rng.random()
+        if action < 0.2:
+            try:
+                await store.delete_dataplane("default", name)
+            except Exception:
+                continue
+        elif action < 0.25:
+            await store.put(mesh("default", mtls=step % 2 == 0))
+        else:
+            address = f"10.0.{rng.randrange(3)}.{rng.randrange(1, 5)}"
+            await store.put(dataplane(name, service, address=address, ready=rng.random() < 0.8))
+        await follower.catch_up()
+        assert follower.revision == await store.revision()
+        assert comparable(follower.view.snapshot) == comparable(await store.load_snapshot())
+
+    deltas = [delta for _, delta in published[1:]]
+    assert all(delta for delta in deltas)
+    assert any(delta.services for delta in deltas)
+
+
+async def test_a_delta_names_only_what_changed(store: Store):
+    published: list[tuple[Snapshot, Delta | None]] = []
+    follower = RegistryFollower(store, lambda s, d: published.append((s, d)))
+    await store.put_many([mesh(), dataplane("a-1", "a"), dataplane("b-1", "b", address="10.0.0.2")])
+    await follower.catch_up()
+    before = follower.view.snapshot
+
+    await store.put(dataplane("a-2", "a", address="10.0.0.3"))
+    await follower.catch_up()
+    snapshot, delta = published[-1]
+    assert delta == Delta(services=frozenset({("default", "a")}), clients=True)
+    # What did not change is shared, not copied; the old snapshot is untouched.
+    assert snapshot.meshes["default"].services["b"] is before.meshes["default"].services["b"]
+    assert len(before.meshes["default"].services["a"].endpoints) == 1
+    assert len(snapshot.meshes["default"].services["a"].endpoints) == 2
+
+
+@pytest.mark.postgres
+async def test_eight_writers_and_a_reader_see_every_change_once_in_order(postgres_database_url):
+    """Acceptance: concurrent writers; the reader sees each change once, in order, and
+    its snapshot ends equal to the database."""
+    writers = [Store(create_engine(postgres_database_url)) for _ in range(8)]
+    reader_store = Store(create_engine(postgres_database_url))
+    await writers[0].put(mesh())
+    follower = RegistryFollower(reader_store, lambda s, d: None, poll_interval=0.01)
+    await follower.catch_up()
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def read_feed() -> None:
+        cursor = 0
+        async with reader_store.engine.connect() as connection:
+            while True:
+                finished = done.is_set()
+                async with connection.begin():
+                    changes = await read_changes(connection, cursor, 1000)
+                for change in changes:
+                    seen.append(change.revision)
+                    cursor = change.revision
+                await follower.catch_up()
+                if finished and not changes:
+                    return
+
+    async def write(index: int, store: Store) -> int:
+        rng = random.Random(index)
+        written = 0
+        for step in range(40):
+            name = f"w{index}-{rng.randrange(6)}"
+            if rng.random() < 0.25:
+                try:
+                    await store.delete_dataplane("default", name)
+                except Exception:
+                    continue
+                written += 1
+            else:
+                address = f"10.{index}.{step % 5}.{rng.randrange(1, 9)}"
+                await store.put(dataplane(name, f"svc-{rng.randrange(5)}", address=address))
+                written += 1
+        return written
+
+    reader = asyncio.create_task(read_feed())
+    try:
+        counts = await asyncio.gather(*(write(i, s) for i, s in enumerate(writers)))
+        done.set()
+        await asyncio.wait_for(reader, 60)
+        total = 1 + sum(counts)
+        assert seen == list(range(1, total + 1))
+        assert follower.revision == total
+        assert comparable(follower.view.snapshot) == comparable(await reader_store.load_snapshot())
+    finally:
+        for store in [*writers, reader_store]:
+            await store.engine.dispose()
+
+
+async def _waiting_on_a_lock(connection, expected: int) -> None:
+    """Return once `expected` other sessions wait on a lock: a real, observed interleaving."""
+    for _ in range(500):
+        waiting = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        )
+        if waiting >= expected:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the second writer never waited on the first")
+
+
+@pytest.mark.postgres
+async def test_naive_sequence_feed_loses_a_change_to_commit_order(postgres_database_url):
+    """The hazard is real: with revisions from a sequence, a reader skips a late commit."""
+    engine = create_engine(postgres_database_url)
+    try:
+        async with engine.begin() as setup:
+            await setup.execute(text("CREATE TABLE naive_feed (revision bigserial PRIMARY KEY)"))
+        async with (
+            engine.connect() as first,
+            engine.connect() as second,
+            engine.connect() as reader,
+        ):
+            await first.execute(text("INSERT INTO naive_feed DEFAULT VALUES"))  # gets 1
+            await second.execute(text("INSERT INTO naive_feed DEFAULT VALUES"))  # gets 2
+            await second.commit()
+            visible = (await reader.execute(text("SELECT revision FROM naive_feed"))).scalars()
+            cursor = max(visible)
+            await reader.commit()
+            await first.commit()
+            later = await reader.execute(
+                text("SELECT revision FROM naive_feed WHERE revision > :r"), {"r": cursor}
+            )
+            assert cursor == 2
+            assert list(later.scalars()) == []  # revision 1 committed, and was never read
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_registry_feed_makes_the_late_commit_impossible(postgres_database_url):
+    """The same interleaving against the registry: the second writer must wait for the
+    first to commit, so the reader can never see revision 2 before revision 1."""
+    store = Store(create_engine(postgres_database_url))
+    observer = create_engine(postgres_database_url)
+    try:
+        await store.put(mesh())
+        base = await store.revision()
+        first_open = asyncio.Event()
+        release_first = asyncio.Event()
+
+        async def first_writer() -> None:
+            async with store._write() as transaction:  # held open on purpose
+                transaction.record("Dataplane", "default", "first")
+                first_open.set()
+                await release_first.wait()
+
+        first = asyncio.create_task(first_writer())
+        await first_open.wait()
+        second = asyncio.create_task(store.put(dataplane("second")))
+        async with observer.connect() as connection:
+            await _waiting_on_a_lock(connection, 1)
+            assert not second.done()
+            assert await read_changes(connection, base, 100) == []
+            await connection.rollback()
+            release_first.set()
+            await asyncio.wait_for(asyncio.gather(first, second), 10)
+            changes = await read_changes(connection, base, 100)
+        assert [(c.revision, c.name) for c in changes] == [
+            (base + 1, "first"),
+            (base + 2, "second"),
+        ]
+    finally:
+        await store.engine.dispose()
+        await observer.dispose()
