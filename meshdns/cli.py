@@ -69,6 +69,8 @@ def _run(coroutine: Any) -> None:
     "ttl",
     "endpoints_ttl",
     "negative_ttl",
+    "allow_recursion",
+    "upstream",
     "log_level",
 )
 def serve(**given: Any) -> None:

@@ -9,19 +9,38 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any, TypeVar
 
 import click
+
+from dnsserver.errors import ConfigError
+from dnsserver.forward import UpstreamServer
 
 ENV_PREFIX = "MESHDNS"
 DEFAULT_API = "http://127.0.0.1:5681"
 
 
 def _option(
-    help: str, *, type: Any = None, flag: str | None = None, short: str | None = None
+    help: str,
+    *,
+    type: Any = None,
+    flag: str | None = None,
+    short: str | None = None,
+    multiple: bool = False,
 ) -> dict[str, Any]:
-    return {"help": help, "type": type, "flag": flag, "short": short}
+    # A `multiple` option may be repeated, and each value may be a comma-separated list.
+    return {"help": help, "type": type, "flag": flag, "short": short, "multiple": multiple}
+
+
+def split_list(values: tuple[str, ...]) -> list[str]:
+    """The items of a repeatable option whose values may also be comma-separated lists."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+# --allow-recursion words: every registered dataplane address; nobody at all.
+RECURSION_DATAPLANES = "dataplanes"
+RECURSION_NONE = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +107,24 @@ class Settings:
             "SOA minimum: how long resolvers may cache NXDOMAIN and NODATA.", type=click.IntRange(0)
         ),
     )
+    allow_recursion: tuple[str, ...] = field(
+        default=("127.0.0.0/8", "::1/128", RECURSION_DATAPLANES),
+        metadata=_option(
+            "Who may have names outside the zone resolved (forwarded upstream): CIDRs, "
+            f"'{RECURSION_DATAPLANES}' for every registered dataplane, or "
+            f"'{RECURSION_NONE}'. Repeat or comma-separate; replaces the default. "
+            "Everyone else is REFUSED.",
+            multiple=True,
+        ),
+    )
+    upstream: tuple[str, ...] = field(
+        default=(),
+        metadata=_option(
+            "Upstream resolver ADDR[:PORT] for names outside the zone. Repeat or "
+            "comma-separate; default: the nameservers of /etc/resolv.conf.",
+            multiple=True,
+        ),
+    )
     log_level: str = field(
         default="info",
         metadata=_option(
@@ -107,15 +144,41 @@ class Settings:
                 IPv6Network(self.vip6_cidr)
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint="--vip6-cidr") from None
+        for item in split_list(self.allow_recursion):
+            if item in (RECURSION_DATAPLANES, RECURSION_NONE):
+                continue
+            try:
+                ip_network(item, strict=False)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{item!r} is not a CIDR, {RECURSION_DATAPLANES!r} or {RECURSION_NONE!r}",
+                    param_hint="--allow-recursion",
+                ) from None
+        for item in split_list(self.upstream):
+            try:
+                UpstreamServer.parse(item)
+            except ConfigError as error:
+                raise click.BadParameter(str(error), param_hint="--upstream") from None
         if self.mode == "zone" and not self.zone:
             raise click.BadParameter("--mode zone needs --zone NAME", param_hint="--zone")
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Settings:
         names = {f.name for f in dataclasses.fields(cls)}
+        # A repeatable option given no value comes as (): the default then applies.
         return cls(
-            **{key: value for key, value in options.items() if key in names and value is not None}
+            **{
+                key: value
+                for key, value in options.items()
+                if key in names and value is not None and value != ()
+            }
         )
+
+
+def _default_text(default: Any) -> str:
+    if isinstance(default, tuple):
+        return f"  [default: {','.join(default)}]" if default else ""
+    return f"  [default: {default}]"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -136,9 +199,10 @@ def options(*names: str) -> Callable[[F], F]:
                 name,
                 default=None,
                 type=meta["type"],
+                multiple=meta["multiple"],
                 envvar=f"{ENV_PREFIX}_{name.upper()}",
                 show_envvar=True,
-                help=f"{meta['help']}  [default: {spec.default}]",
+                help=f"{meta['help']}{_default_text(spec.default)}",
             )(command)
         return command
 
