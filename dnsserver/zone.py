@@ -220,7 +220,12 @@ def zone_origin(config: ZoneConfig) -> Name:
 def build_zones(config: ZoneConfig, snapshot: Snapshot) -> Zones:
     """Build every mesh's tables from ``snapshot``."""
     empty = _empty_tables(config)
-    with _collector_paused():
+    endpoints = sum(
+        len(service.endpoints)
+        for mesh in snapshot.meshes.values()
+        for service in mesh.services.values()
+    )
+    with _collector_paused(freeze=endpoints >= _FREEZE_AT_ENDPOINTS):
         meshes = Map(
             {name: build_mesh(config, mesh, empty) for name, mesh in snapshot.meshes.items()}
         )
@@ -274,23 +279,30 @@ def update_zones(zones: Zones, snapshot: Snapshot, delta: Delta) -> Zones:
     )
 
 
+# Past this many endpoints, a built zone is frozen out of the cyclic collector's walks.
+_FREEZE_AT_ENDPOINTS = 20_000
+
+
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while building, and none over the result after.
+def _collector_paused(*, freeze: bool) -> Iterator[None]:
+    """No cyclic garbage collection while building; for large zones none over it after.
 
     The tables hold no reference cycles: reference counting frees them. But a build
     makes millions of objects, and each batch would trigger a collection walking all
-    those made before (three quarters of a build's time); afterwards, every full
-    collection would walk them all again, a pause of seconds in the middle of some
-    later update. So: collect nothing while building, then move what exists to the
-    collector's permanent generation (``gc.freeze``), which it never walks.
+    those made before (three quarters of a build's time). Afterwards, every full
+    collection would walk them all again: at 100,000 endpoints a pause of seconds in
+    the middle of some later update. So a large build ends by moving what exists to the
+    collector's permanent generation (``gc.freeze``), which it never walks. Only large
+    ones: a cycle that was alive at the freeze and dies later is never collected, a
+    small price once per large rebuild, a leak if paid on every small one.
     """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if freeze:
+            gc.freeze()
         if enabled:
             gc.enable()
 

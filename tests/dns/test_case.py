@@ -18,7 +18,7 @@ from dnstesting import OUTSIDER, ask, owners, query, rcode, rdatas
 )
 def test_answer_owner_is_the_name_as_asked(handler, name, rdtype, answer):
     reply = ask(handler, name, rdtype)
-    assert rdatas(reply.answer) == answer
+    assert sorted(rdatas(reply.answer)) == answer  # endpoint sets come rotated
     assert set(owners(reply.answer)) == {name}
     assert reply.question[0].name.to_text() == name
 
