@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import sys
@@ -107,12 +106,8 @@ async def serve(settings: Settings) -> None:
     if forwarder is None:
         log.warning("no upstream resolver: names outside %s are REFUSED", settings.domain)
     handler = Handler(zone_config(settings), forwarding=forwarder is not None)
-    follower = RegistryFollower(store, lambda snapshot, delta: handler.update(snapshot))
+    follower = RegistryFollower(store, handler.update)
     await follower.load()
-    # The snapshot's objects live as long as the process: keep the cyclic garbage
-    # collector from walking them again and again (a full pass at 100k dataplanes
-    # costs tens of milliseconds, which would land on the next change).
-    gc.freeze()
 
     def readiness() -> dict[str, Any]:
         # DESIGN: ready = snapshot loaded and change feed connected. DNS answers either way.
