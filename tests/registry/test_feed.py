@@ -166,6 +166,8 @@ async def _waiting_on_a_lock(connection, expected: int) -> None:
                 " WHERE wait_event_type = 'Lock' AND datname = current_database()"
             )
         )
+        # pg_stat_activity is a snapshot taken once per transaction: end it to look again.
+        await connection.rollback()
         if waiting >= expected:
             return
         await asyncio.sleep(0.01)
