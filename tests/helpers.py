@@ -19,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MESHDNS = str(Path(sys.executable).with_name("meshdns"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
+LOOPBACK_SINK = "127.0.0.1:9"  # the discard port: nothing listens, so nothing answers
 
 
 def free_port() -> int:
@@ -72,9 +73,17 @@ class Meshdns:
 
     def start(self, timeout: float = 20) -> Meshdns:
         self.log_path = self.cwd / f"meshdns-{self.api_port}.log"
+        # Test traffic stays on loopback: without an --upstream of the test's own, names
+        # outside the zone go to a closed loopback port, never to the host's resolver.
+        env = {**os.environ, "MESHDNS_UPSTREAM": os.environ.get("MESHDNS_UPSTREAM", LOOPBACK_SINK)}
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
-                self.command(), cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, text=True
+                self.command(),
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -176,8 +176,12 @@ def test_unbound_in_front(meshdns, tmp_path, zone):
     unbound = require_tool("unbound")
     port = free_port()
     config = tmp_path / "unbound.conf"
+    # Root hints on loopback: whatever unbound might look up beyond mesh. stays here.
+    hints = tmp_path / "root.hints"
+    hints.write_text(".  3600000 NS root.invalid.\nroot.invalid.  3600000 A 127.0.0.1\n")
     config.write_text(
         "server:\n"
+        f'  root-hints: "{hints}"\n'
         f"  interface: 127.0.0.1@{port}\n"
         "  access-control: 127.0.0.0/8 allow\n"
         "  do-not-query-localhost: no\n"
