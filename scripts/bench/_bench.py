@@ -34,7 +34,9 @@ REFERENCES = [
 
 
 def use_venv() -> None:
-    """Re-run this script with the repository's .venv Python when started with another."""
+    """Re-run this script with the repository's .venv Python when started with another;
+    make SIGTERM unwind (stop the servers, drop the database) as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != VENV_PYTHON.parents[1].resolve():
         os.execv(VENV_PYTHON, [str(VENV_PYTHON), sys.argv[0], *sys.argv[1:]])
 

@@ -104,6 +104,12 @@ def test_dns_answers_through_a_database_outage(private_postgres, start_meshdns):
     )
     assert back, f"/readyz still says {readiness(server.api)} 20 s after Postgres came back"
     print(f"/readyz connected again {recovery_seconds * 1000:.0f} ms after Postgres started")
+    if readiness(server.api)[1].get("feed", {}).get("listening") is not None:
+        # Postgres NOTIFYs: the LISTEN connection died with the server and must come back.
+        listening, _ = wait_for(
+            lambda: readiness(server.api)[1]["feed"]["listening"], timeout=15, interval=0.1
+        )
+        assert listening, f"the feed does not LISTEN again: {readiness(server.api)}"
     lost_line, recovered_line = loss_and_recovery(server.log())
     assert recovered_line is not None, f"no log line marks recovery:\n{server.log()}"
     print(f"log: {lost_line}\nlog: {recovered_line}")
