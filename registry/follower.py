@@ -28,24 +28,30 @@ log = logging.getLogger("meshdns.feed")
 Publish = Callable[[Snapshot, Delta | None], None]
 
 MAX_BACKOFF = 5.0
+# How often to look for changes nobody told us about. On Postgres NOTIFY tells, so the
+# poll is only a fallback; SQLite has no notifications across processes, so there the
+# poll is how a second process on the same file learns of a write (a cheap indexed read).
+POLL_INTERVAL = {"postgresql": 1.0, "sqlite": 0.1}
 
 
 class RegistryFollower:
     """Follows the registry's change feed and hands each new snapshot to `publish`."""
 
-    def __init__(self, store: Store, publish: Publish, *, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self, store: Store, publish: Publish, *, poll_interval: float | None = None
+    ) -> None:
+        backend = make_url(store.engine.url).get_backend_name()
         self.store = store
         self.publish = publish
-        self.poll_interval = poll_interval
+        self.poll_interval = poll_interval or POLL_INTERVAL.get(backend, 1.0)
         self.view = RegistryView()
         self.revision: int | None = None  # the feed cursor: last revision applied
         self.connected = False
         self.last_apply_seconds = 0.0  # time to apply the last batch, for benchmarks
         self._wake = asyncio.Event()
-        url = store.engine.url
         self._listener = (
-            Listener(url.render_as_string(hide_password=False), self.wake)
-            if make_url(url).get_backend_name() == "postgresql"
+            Listener(store.engine.url.render_as_string(hide_password=False), self.wake)
+            if backend == "postgresql"
             else None
         )
 
