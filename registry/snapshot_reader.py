@@ -74,15 +74,28 @@ async def read_dataplanes(
     return {key: _dataplane(key, found) for key, found in rows.items()}
 
 
+def parse_address(text: str) -> IPAddress:
+    """An address as stored (validated and normalised on the way in).
+
+    inet_pton is C: several times faster than ipaddress's own parser, which dominated
+    reading a large registry.
+    """
+    try:
+        return IPv4Address(inet_pton(AF_INET, text))
+    except OSError:
+        return IPv6Address(inet_pton(AF_INET6, text))
+
+
 def _dataplane(key: tuple[str, str], rows: list[Any]) -> DataplaneState:
     first = rows[0]
     addresses: dict[str, IPAddress] = {}
 
     def parse(text: str) -> IPAddress:
         # Most inbounds share their dataplane's address: parse each address once.
-        if text not in addresses:
-            addresses[text] = ip_address(text)
-        return addresses[text]
+        address = addresses.get(text)
+        if address is None:
+            address = addresses[text] = parse_address(text)
+        return address
 
     return DataplaneState(
         mesh=key[0],
