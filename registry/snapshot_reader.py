@@ -7,7 +7,8 @@ the normalised columns: no resource JSON is parsed on this path.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
+from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, select, tuple_
