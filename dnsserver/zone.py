@@ -361,7 +361,7 @@ def _service_claims(config: ZoneConfig, origin: Name, service: ServiceView) -> _
     vips: list[RecordData] = [vip for vip in (service.vip, service.vip6) if vip is not None]
     vip_node = _node(config.ttl, vips)
     local = [endpoint for endpoint in service.endpoints if _is_local(config, endpoint)]
-    ready = [endpoint for endpoint in local if endpoint.ready]
+    ready = [endpoint for endpoint in local if endpoint.ready and endpoint.online]
     # dict.fromkeys: one record per address, in endpoint order.
     addresses: list[RecordData] = list(dict.fromkeys(endpoint.address for endpoint in ready))
     endpoints_node = _node(config.endpoints_ttl, addresses, rotate=True)

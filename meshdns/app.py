@@ -20,9 +20,13 @@ from dnsserver.handler import Handler
 from dnsserver.server import DnsServer
 from meshdns import __version__
 from meshdns.settings import RECURSION_DATAPLANES, RECURSION_NONE, Settings, split_list
+from registry.agent_api import agent_router
 from registry.api import create_app
 from registry.database import check_schema_current, create_engine, upgrade
 from registry.follower import RegistryFollower
+from registry.liveness import Liveness, LivenessSettings
+from registry.service_feed import ServiceFeed
+from registry.snapshot import Delta, Snapshot
 from registry.store import Store, VipSettings
 
 log = logging.getLogger("meshdns")
@@ -93,6 +97,26 @@ def vip_settings(settings: Settings) -> VipSettings:
     )
 
 
+def liveness_settings(settings: Settings) -> LivenessSettings:
+    return LivenessSettings(
+        heartbeat_interval=settings.heartbeat_interval,
+        offline_after=settings.offline_after,
+        agent_cleanup_delay=settings.agent_cleanup_delay,
+        offline_gc_age=settings.offline_gc_age,
+    )
+
+
+def agent_config(settings: Settings) -> dict[str, Any]:
+    """What a connecting agent needs to answer DNS as this server does."""
+    return {
+        "domain": settings.domain.strip(".").lower(),
+        "ttl": settings.ttl,
+        "endpointsTtl": settings.endpoints_ttl,
+        "negativeTtl": settings.negative_ttl,
+        "zone": settings.zone,
+    }
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then shut down the API and the DNS server cleanly."""
     await prepare_database(settings.database_url)
@@ -106,8 +130,20 @@ async def serve(settings: Settings) -> None:
     if forwarder is None:
         log.warning("no upstream resolver: names outside %s are REFUSED", settings.domain)
     handler = Handler(zone_config(settings), forwarding=forwarder is not None)
-    follower = RegistryFollower(store, handler.update)
+    feed = ServiceFeed()  # what dataplane agents follow
+
+    def publish(snapshot: Snapshot, delta: Delta | None) -> None:
+        handler.update(snapshot, delta)
+        feed.publish(snapshot, delta)
+
+    follower = RegistryFollower(store, publish)
     await follower.load()
+    liveness = Liveness(
+        store,
+        liveness_settings(settings),
+        on_change=follower.wake,
+        known=lambda key: None if (state := follower.view.dataplane(key)) is None else state.online,
+    )
 
     def readiness() -> dict[str, Any]:
         # DESIGN: ready = snapshot loaded and change feed connected. DNS answers either way.
@@ -118,6 +154,7 @@ async def serve(settings: Settings) -> None:
         }
 
     app = create_app(store, ready=readiness, on_change=follower.wake, version=__version__)
+    app.include_router(agent_router(store, liveness, feed, agent_config(settings)))
     api = _ApiServer(
         uvicorn.Config(
             app,
@@ -138,6 +175,7 @@ async def serve(settings: Settings) -> None:
 
     follow_task = asyncio.create_task(follower.run(), name="snapshot-follower")
     api_task = asyncio.create_task(api.serve(), name="api")
+    liveness_task = asyncio.create_task(liveness.run(), name="liveness")
     log.info(
         "meshdns %s (python %s) mode=%s database=%s dns=%s:%s api=%s:%s domain=%s",
         __version__,
@@ -160,6 +198,10 @@ async def serve(settings: Settings) -> None:
         api.should_exit = True
         stop_task.cancel()
         await asyncio.wait({api_task}, timeout=5)
+        liveness_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await liveness_task
+        await liveness.close()
         follow_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follow_task

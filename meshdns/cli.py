@@ -71,6 +71,10 @@ def _run(coroutine: Any) -> None:
     "negative_ttl",
     "allow_recursion",
     "upstream",
+    "heartbeat_interval",
+    "offline_after",
+    "agent_cleanup_delay",
+    "offline_gc_age",
     "log_level",
 )
 def serve(**given: Any) -> None:
@@ -197,13 +201,25 @@ def _age(timestamp: str | None) -> str:
     return f"{max(seconds, 0)}s"
 
 
+def _status(insight: dict[str, Any]) -> str:
+    if "online" not in insight:
+        return "Static"  # never connected by an agent: no liveness, an endpoint when ready
+    return "Online" if insight["online"] else "Offline"
+
+
 def _dataplane_row(item: dict[str, Any]) -> list[str]:
-    inbounds = item.get("networking", {}).get("inbound", [])
+    """A row from a DataplaneOverview (`dataplanes+insights`), like `kumactl inspect`."""
+    dataplane, insight = item["dataplane"], item.get("dataplaneInsight") or {}
+    inbounds = dataplane.get("networking", {}).get("inbound", [])
     tags = sorted({f"{k}={v}" for inbound in inbounds for k, v in inbound["tags"].items()})
     return [
         item["mesh"],
         item["name"],
-        item["networking"]["address"],
+        _status(insight),
+        _age(insight.get("connectTime")),
+        _age(insight.get("lastSeen")),
+        insight.get("origin", "api"),
+        dataplane["networking"]["address"],
         " ".join(tags),
         _age(item.get("creationTime")),
     ]
@@ -218,7 +234,20 @@ TABLES: dict[str, tuple[list[str], Any]] = {
             _age(i.get("creationTime")),
         ],
     ),
-    "dataplanes": (["MESH", "NAME", "ADDRESS", "TAGS", "AGE"], _dataplane_row),
+    "dataplanes": (
+        [
+            "MESH",
+            "NAME",
+            "STATUS",
+            "LAST CONNECTED",
+            "LAST SEEN",
+            "ORIGIN",
+            "ADDRESS",
+            "TAGS",
+            "AGE",
+        ],
+        _dataplane_row,
+    ),
     "services": (
         ["MESH", "SERVICE", "VIP", "ENDPOINTS", "DATAPLANES"],
         lambda i: [
@@ -255,6 +284,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def get(kind: str, mesh: str, output: str, api: str) -> None:
     """List meshes, dataplanes, services or zones."""
     path = {"meshes": "/meshes", "zones": "/zones"}.get(kind, f"/meshes/{mesh}/{kind}")
+    if kind == "dataplanes" and output == "table":
+        path += "+insights"  # the table shows status, as `kumactl inspect dataplanes`
     items = _all_items(api, path)
     if output == "json":
         click.echo(json.dumps({"total": len(items), "items": items}, indent=2))
@@ -275,3 +306,71 @@ def delete(kind: str, name: str, mesh: str, api: str) -> None:
     path = f"/meshes/{name}" if kind == "mesh" else f"/meshes/{mesh}/dataplanes/{name}"
     _request(api, "DELETE", path)
     click.echo(f'deleted {kind.capitalize()} "{name}"')
+
+
+@main.group()
+def dp() -> None:
+    """The dataplane agent."""
+
+
+@dp.command("run")
+@click.option(
+    "--cp", required=True, envvar=f"{ENV_PREFIX}_CP", help="URL of the control plane API."
+)
+@click.option(
+    "--dataplane-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    envvar=f"{ENV_PREFIX}_DATAPLANE_FILE",
+    help="The Dataplane resource (Kuma Universal YAML or JSON).",
+)
+@click.option(
+    "--dns-address",
+    default="127.0.0.1",
+    show_default=True,
+    envvar=f"{ENV_PREFIX}_DP_DNS_ADDRESS",
+    help="Address of the local DNS server.",
+)
+@click.option(
+    "--dns-port",
+    default=15053,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar=f"{ENV_PREFIX}_DP_DNS_PORT",
+    help="Port of the local DNS server (UDP and TCP).",
+)
+@click.option(
+    "--upstream",
+    multiple=True,
+    envvar=f"{ENV_PREFIX}_UPSTREAM",
+    help="Upstream resolver ADDR[:PORT] for other names; default: /etc/resolv.conf's.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+def dp_run(
+    cp: str,
+    dataplane_file: str,
+    dns_address: str,
+    dns_port: int,
+    upstream: tuple[str, ...],
+    log_level: str,
+) -> None:
+    """Register a dataplane, keep it alive and serve its mesh's DNS locally."""
+    from pathlib import Path
+
+    from meshdns.agent import AgentError, AgentSettings, run_agent
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = AgentSettings(cp, Path(dataplane_file), dns_address, dns_port, upstream)
+    try:
+        _run(run_agent(settings))
+    except AgentError as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot listen: {error}")

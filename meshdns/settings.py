@@ -125,6 +125,36 @@ class Settings:
             multiple=True,
         ),
     )
+    heartbeat_interval: float = field(
+        default=5.0,
+        metadata=_option(
+            "Seconds between a dataplane agent's heartbeats (agents are told at connect); "
+            "also how often heartbeats are written and offline dataplanes looked for.",
+            type=click.FloatRange(0.05),
+        ),
+    )
+    offline_after: int = field(
+        default=3,
+        metadata=_option(
+            "Missed heartbeats after which an agent's dataplane is offline (no endpoint).",
+            type=click.IntRange(2),
+        ),
+    )
+    agent_cleanup_delay: float = field(
+        default=60.0,
+        metadata=_option(
+            "Seconds an offline dataplane registered by an agent is kept before deletion.",
+            type=click.FloatRange(0),
+        ),
+    )
+    offline_gc_age: float = field(
+        default=259200.0,
+        metadata=_option(
+            "Seconds an offline dataplane created through the API is kept before deletion "
+            "(Kuma's 72 h).",
+            type=click.FloatRange(0),
+        ),
+    )
     log_level: str = field(
         default="info",
         metadata=_option(

@@ -157,3 +157,25 @@ class ChangeRow(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     deleted: Mapped[bool] = mapped_column(Boolean)
     committed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class DataplaneInsightRow(Base):
+    """Liveness of a dataplane that an agent has connected for (Kuma's DataplaneInsight).
+
+    A dataplane without this row was never connected by an agent: it is a static
+    registration, always an endpoint when ready. ``origin`` says who created the
+    dataplane ("agent" or "api"), which decides how it is cleaned up once offline.
+    ``last_seen`` is written in batches, not per heartbeat, and is no feed change; only
+    ``online`` flipping is.
+    """
+
+    __tablename__ = "dataplane_insights"
+
+    dataplane_id: Mapped[int] = mapped_column(
+        ForeignKey("dataplanes.id", ondelete="CASCADE"), primary_key=True
+    )
+    origin: Mapped[str] = mapped_column(String(16))
+    online: Mapped[bool] = mapped_column(Boolean)
+    connected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

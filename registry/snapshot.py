@@ -25,6 +25,13 @@ class Endpoint:
     port: int
     ready: bool = True
     zone: str | None = None
+    # False while the dataplane's agent is gone (missed heartbeats): no endpoint then.
+    online: bool = True
+
+    @property
+    def serving(self) -> bool:
+        """Whether clients should be sent here: ready and online."""
+        return self.ready and self.online
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +45,7 @@ class ServiceView:
 
     @property
     def ready_endpoints(self) -> tuple[Endpoint, ...]:
-        return tuple(endpoint for endpoint in self.endpoints if endpoint.ready)
+        return tuple(endpoint for endpoint in self.endpoints if endpoint.serving)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,14 @@ from sqlalchemy import ColumnElement, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registry.errors import SchemaOutdated
-from registry.models import DataplaneRow, InboundRow, MeshRow, RegistryStateRow, VipRow
+from registry.models import (
+    DataplaneInsightRow,
+    DataplaneRow,
+    InboundRow,
+    MeshRow,
+    RegistryStateRow,
+    VipRow,
+)
 from registry.snapshot import IPAddress
 from registry.view import DataplaneState, InboundState
 
@@ -63,9 +70,11 @@ async def read_dataplanes(
             InboundRow.address,
             InboundRow.port,
             InboundRow.ready,
+            DataplaneInsightRow.online,
         )
         .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
         .outerjoin(InboundRow, InboundRow.dataplane_id == DataplaneRow.id)
+        .outerjoin(DataplaneInsightRow, DataplaneInsightRow.dataplane_id == DataplaneRow.id)
         .order_by(DataplaneRow.id, InboundRow.position)
     )
     rows: dict[tuple[str, str], list[Any]] = {}
@@ -108,6 +117,8 @@ def _dataplane(key: tuple[str, str], rows: list[Any]) -> DataplaneState:
             for row in rows
             if row[4] is not None
         ),
+        # No insight row: never connected by an agent, a static registration.
+        online=first[8] is None or bool(first[8]),
     )
 
 

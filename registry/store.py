@@ -36,6 +36,7 @@ from registry.feed import (
     record_changes,
 )
 from registry.models import (
+    DataplaneInsightRow,
     DataplaneRow,
     InboundRow,
     InboundTagRow,
@@ -342,10 +343,14 @@ class Store:
             select(
                 InboundRow.service,
                 func.count(distinct(InboundRow.dataplane_id)),
-                func.sum(case((InboundRow.ready, 1), else_=0)),
+                # Endpoints: ready inbounds of dataplanes not offline (as DNS counts them).
+                func.sum(
+                    case((InboundRow.ready & DataplaneInsightRow.online.is_not(False), 1), else_=0)
+                ),
             )
             .join(DataplaneRow, DataplaneRow.id == InboundRow.dataplane_id)
             .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
+            .outerjoin(DataplaneInsightRow, DataplaneInsightRow.dataplane_id == DataplaneRow.id)
             .where(MeshRow.name == mesh)
             .group_by(InboundRow.service)
         )

@@ -39,6 +39,8 @@ class DataplaneState:
     address: IPAddress
     advertised: IPAddress | None
     inbounds: tuple[InboundState, ...]
+    # False once an agent-connected dataplane has missed its heartbeats.
+    online: bool = True
 
     @property
     def services(self) -> set[str]:
@@ -118,6 +120,9 @@ class RegistryView:
             for service in state.services
         }
 
+    def dataplane(self, key: DataplaneKey) -> DataplaneState | None:
+        return self._dataplanes.get(key)
+
     def dataplanes_of(self, mesh: str) -> set[DataplaneKey]:
         return {key for key in self._dataplanes if key[0] == mesh}
 
@@ -168,6 +173,7 @@ class RegistryView:
                     address=state.advertised or inbound.address,
                     port=inbound.port,
                     ready=inbound.ready,
+                    online=state.online,
                 )
                 for inbound in state.inbounds
                 if inbound.service == service

@@ -1,0 +1,321 @@
+"""`meshdns dp run`: the dataplane agent beside a workload.
+
+It registers its dataplane with the control plane, keeps it online with heartbeats,
+follows the mesh's services incrementally (``GET /meshes/{mesh}/dns-records?after=R``,
+a long poll that resumes from R after any outage) and answers DNS on 127.0.0.1:15053
+with dnsserver's own Handler and DnsServer over a Snapshot built from what the control
+plane sent: the same answers and rules as the central server. Other names go upstream.
+When the control plane is unreachable the last state keeps being answered; SIGTERM
+disconnects (an agent-created dataplane is deleted at once) and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from pathlib import Path
+from typing import Any
+
+import httpx
+import immutables
+import yaml
+
+from dnsserver.config import ZoneConfig
+from dnsserver.forward import Forwarder, UpstreamServer, system_upstreams
+from dnsserver.handler import Handler
+from dnsserver.server import DnsServer
+from registry.errors import InvalidResource
+from registry.schema import Dataplane, parse_resource
+from registry.snapshot import Delta, Endpoint, MeshView, ServiceView, Snapshot
+
+log = logging.getLogger("meshdns.agent")
+
+LONG_POLL_WAIT = 30.0  # seconds the control plane holds a records request open
+MAX_BACKOFF = 2.0
+
+
+class AgentError(Exception):
+    """The agent cannot start."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    cp: str
+    dataplane_file: Path
+    dns_address: str = "127.0.0.1"
+    dns_port: int = 15053
+    upstream: tuple[str, ...] = ()
+
+
+def load_dataplane(path: Path) -> Dataplane:
+    """The Dataplane in `path` (Kuma's Universal YAML or JSON)."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise AgentError(f"cannot read the dataplane file {path}: {error}") from None
+    if isinstance(document, dict):
+        document.setdefault("type", "Dataplane")
+        document.setdefault("mesh", "default")
+    try:
+        resource = parse_resource(document)
+    except InvalidResource as error:
+        raise AgentError(f"{path}: {error}") from None
+    if not isinstance(resource, Dataplane):
+        raise AgentError(f"{path} holds a {type(resource).__name__}, not a Dataplane")
+    return resource
+
+
+def decode_service(item: dict[str, Any]) -> ServiceView:
+    return ServiceView(
+        name=item["name"],
+        vip=IPv4Address(item["vip"]) if item.get("vip") else None,
+        vip6=IPv6Address(item["vip6"]) if item.get("vip6") else None,
+        endpoints=tuple(
+            Endpoint(
+                dataplane=dataplane,
+                address=ip_address(address),
+                port=port,
+                ready=ready,
+                online=online,
+                zone=zone,
+            )
+            for dataplane, address, port, ready, online, zone in item["endpoints"]
+        ),
+    )
+
+
+class LocalRecords:
+    """The agent's copy of its mesh's services, as snapshots for the DNS handler."""
+
+    def __init__(self, mesh: str) -> None:
+        self.mesh = mesh
+        self.revision = 0
+        self._mtls = False
+        self._services: immutables.Map[str, ServiceView] = immutables.Map()
+        self.snapshot = Snapshot.empty()
+
+    def apply(self, answer: dict[str, Any]) -> tuple[Snapshot, Delta | None]:
+        """Take one dns-records answer; the new snapshot and what changed (None: all)."""
+        full = bool(answer.get("full"))
+        if full:
+            mesh = answer.get("mesh") or {}
+            self._mtls = bool(mesh.get("mtls"))
+            services = immutables.Map(
+                {item["name"]: decode_service(item) for item in answer["services"]}
+            )
+        else:
+            mutation = self._services.mutate()
+            for item in answer["services"]:
+                mutation[item["name"]] = decode_service(item)
+            for name in answer.get("removed", ()):
+                mutation.pop(name, None)
+            services = mutation.finish()
+        changed = frozenset(
+            (self.mesh, name) for name in [s["name"] for s in answer["services"]]
+        ) | frozenset((self.mesh, name) for name in answer.get("removed", ()))
+        self._services = services
+        self.revision = int(answer["revision"])
+        self.snapshot = Snapshot(
+            revision=self.revision,
+            meshes={self.mesh: MeshView(name=self.mesh, mtls=self._mtls, services=services)},
+        )
+        return self.snapshot, None if full else Delta(services=changed)
+
+
+class AgentClient:
+    """The agent's side of the control-plane protocol: connect, heartbeats, records."""
+
+    def __init__(
+        self,
+        cp: str,
+        dataplane: Dataplane,
+        on_records: Callable[[dict[str, Any]], None],
+        *,
+        http: httpx.AsyncClient | None = None,
+        wait: float = LONG_POLL_WAIT,
+    ) -> None:
+        self.base = f"{cp.rstrip('/')}/meshes/{dataplane.mesh}"
+        self.path = f"{self.base}/dataplanes/{dataplane.name}"
+        self.body = dataplane.dump()
+        self.on_records = on_records
+        self.http = http or httpx.AsyncClient(timeout=10)
+        self.wait = wait
+        self.revision = 0
+        self.heartbeat_interval = 5.0
+        self.beats_sent = 0
+        self._reachable = True
+
+    async def connect(self) -> dict[str, Any]:
+        """Register the dataplane, retrying until the control plane answers; its config."""
+        backoff = 0.1
+        while True:
+            try:
+                response = await self.http.post(f"{self.path}/connect", json=self.body)
+            except httpx.HTTPError as error:
+                self._lost(error)
+            else:
+                if response.status_code in (200, 201):
+                    config: dict[str, Any] = response.json()
+                    self.heartbeat_interval = float(config["heartbeatInterval"])
+                    self._back()
+                    return config
+                if response.status_code < 500:
+                    raise AgentError(f"the control plane refused the dataplane: {response.text}")
+                self._lost(f"connect answered {response.status_code}")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def heartbeats(self) -> None:
+        """Send a heartbeat every interval until cancelled; register again when forgotten."""
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                response = await self.http.post(f"{self.path}/heartbeat")
+            except httpx.HTTPError as error:
+                self._lost(error)
+                continue
+            if response.status_code == 404:
+                log.info("the control plane forgot this dataplane; registering again")
+                await self.connect()
+            elif response.is_success:
+                self.beats_sent += 1
+                self._back()
+
+    async def fetch(self, wait: float) -> bool:
+        """One dns-records request; True when it was answered (and applied)."""
+        try:
+            response = await self.http.get(
+                f"{self.base}/dns-records",
+                params={"after": self.revision, "wait": wait},
+                timeout=wait + 10,
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            self._lost(error)
+            return False
+        answer = response.json()
+        self._back()
+        if answer["services"] or answer.get("removed") or answer.get("full"):
+            self.on_records(answer)
+        self.revision = int(answer["revision"])
+        return True
+
+    async def follow(self) -> None:
+        """Long-poll for changes after the revision held, from there after any outage."""
+        backoff = 0.1
+        while True:
+            if await self.fetch(self.wait):
+                backoff = 0.1
+                continue
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def disconnect(self, timeout: float = 3.0) -> None:
+        try:
+            await self.http.post(f"{self.path}/disconnect", timeout=timeout)
+        except httpx.HTTPError as error:
+            log.warning("could not deregister from the control plane: %s", error)
+
+    def _lost(self, error: object) -> None:
+        if self._reachable:
+            log.warning(
+                "control plane unreachable (%s); answering DNS from revision %s",
+                error,
+                self.revision,
+            )
+        self._reachable = False
+
+    def _back(self) -> None:
+        if not self._reachable:
+            log.info("control plane reachable again; resuming from revision %s", self.revision)
+        self._reachable = True
+
+
+def agent_upstreams(settings: AgentSettings) -> list[UpstreamServer]:
+    given = [item.strip() for value in settings.upstream for item in value.split(",")]
+    servers = (
+        [UpstreamServer.parse(item) for item in given if item] if any(given) else system_upstreams()
+    )
+    ours = ip_address(settings.dns_address)
+    return [s for s in servers if not (s.port == settings.dns_port and s.address == ours)]
+
+
+def zone_config(config: dict[str, Any], mesh: str) -> ZoneConfig:
+    """The central server's DNS settings, answered in this dataplane's mesh."""
+    return ZoneConfig(
+        domain=config["domain"],
+        default_mesh=mesh,
+        ttl=config["ttl"],
+        endpoints_ttl=config["endpointsTtl"],
+        negative_ttl=config["negativeTtl"],
+        local_zone=config.get("zone"),
+        # The agent serves its own workload over loopback only.
+        allow_recursion=(IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")),
+        recursion_for_dataplanes=False,
+    )
+
+
+async def run_agent(settings: AgentSettings, signals: Sequence[int] = ()) -> None:
+    """Run until SIGTERM or SIGINT; then disconnect from the control plane and stop."""
+    dataplane = load_dataplane(settings.dataplane_file)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in signals or (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    records = LocalRecords(dataplane.mesh)
+    handler: Handler | None = None
+
+    def on_records(answer: dict[str, Any]) -> None:
+        snapshot, delta = records.apply(answer)
+        if handler is not None:
+            handler.update(snapshot, delta)
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        client = AgentClient(settings.cp, dataplane, on_records, http=http)
+        connecting = asyncio.create_task(client.connect())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not connecting.done():
+            connecting.cancel()
+            return
+        stopping.cancel()
+        config = connecting.result()
+        log.info(
+            "dataplane %s/%s connected to %s; heartbeat every %ss",
+            dataplane.mesh,
+            dataplane.name,
+            settings.cp,
+            client.heartbeat_interval,
+        )
+        await client.fetch(wait=0)  # answer from the current state from the first query
+        upstreams = agent_upstreams(settings)
+        forwarder = Forwarder(upstreams) if upstreams else None
+        handler = Handler(
+            zone_config(config, dataplane.mesh), records.snapshot, forwarding=forwarder is not None
+        )
+        dns = DnsServer(handler, settings.dns_address, settings.dns_port, forwarder=forwarder)
+        await dns.start()
+        log.info("local DNS on %s:%s", settings.dns_address, settings.dns_port)
+        tasks = {
+            asyncio.create_task(client.heartbeats(), name="heartbeats"),
+            asyncio.create_task(client.follow(), name="records"),
+        }
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping: deregistering %s/%s", dataplane.mesh, dataplane.name)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await client.disconnect()
+            await dns.close()
+            if forwarder is not None:
+                await forwarder.close()

@@ -1,0 +1,138 @@
+"""The API agents speak, and Kuma's `dataplanes+insights` view of their liveness.
+
+- ``POST /meshes/{mesh}/dataplanes/{name}/connect`` (body: the Dataplane): register it
+  as the agent's and mark it online; answers the heartbeat interval and the DNS settings
+  the agent's local server must use.
+- ``POST .../heartbeat``: the agent is alive (404: not registered; connect again).
+- ``POST .../disconnect``: the agent is leaving (SIGTERM); an agent-created dataplane is
+  deleted at once, one created through the API is marked offline and kept.
+- ``GET /meshes/{mesh}/dns-records?after=R&wait=S``: long poll for the mesh's services
+  and endpoints changed after revision R (registry/service_feed.py).
+- ``GET /meshes/{mesh}/dataplanes+insights[/{name}]``: dataplanes with their status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from registry.api import (
+    OffsetQuery,
+    SizeQuery,
+    _fill_identity,
+    _listing,
+    _tag_filter,
+    read_document,
+    render,
+)
+from registry.liveness import Insight, Liveness
+from registry.schema import Dataplane, parse_resource
+from registry.service_feed import ServiceFeed
+from registry.store import Store, Stored
+
+MAX_WAIT = 300.0
+
+
+def render_insight(insight: Insight | None) -> dict[str, Any]:
+    """Kuma's dataplaneInsight, with meshdns's liveness fields beside its subscriptions."""
+    if insight is None:
+        return {"subscriptions": []}
+    connected = insight.connected_at.isoformat()
+    disconnected = insight.disconnected_at.isoformat() if insight.disconnected_at else None
+    subscription: dict[str, Any] = {
+        "connectTime": connected,
+        "status": {"lastUpdateTime": insight.last_seen.isoformat()},
+    }
+    if disconnected:
+        subscription["disconnectTime"] = disconnected
+    return {
+        "online": insight.online,
+        "origin": insight.origin,
+        "connectTime": connected,
+        "disconnectTime": disconnected,
+        "lastSeen": insight.last_seen.isoformat(),
+        "subscriptions": [subscription],
+    }
+
+
+def render_overview(stored: Stored, insight: Insight | None) -> dict[str, Any]:
+    """A DataplaneOverview as Kuma's `dataplanes+insights` shows it."""
+    body = render(stored)
+    head = {key: body.pop(key) for key in ("mesh", "name", "creationTime", "modificationTime")}
+    body.pop("type", None)
+    return {
+        "type": "DataplaneOverview",
+        **head,
+        "dataplane": body,
+        "dataplaneInsight": render_insight(insight),
+    }
+
+
+def agent_router(
+    store: Store,
+    liveness: Liveness,
+    feed: ServiceFeed,
+    agent_config: Mapping[str, Any],
+) -> APIRouter:
+    """The routes above; `agent_config` is what a connecting agent is told to use."""
+    router = APIRouter()
+
+    @router.post("/meshes/{mesh}/dataplanes/{name}/connect")
+    async def connect(mesh: str, name: str, request: Request) -> JSONResponse:
+        document = _fill_identity(
+            await read_document(request), {"type": "Dataplane", "mesh": mesh, "name": name}
+        )
+        resource = parse_resource(document)
+        assert isinstance(resource, Dataplane)
+        created = await liveness.connect(resource)
+        return JSONResponse(
+            {
+                "heartbeatInterval": liveness.settings.heartbeat_interval,
+                "revision": feed.snapshot.revision,
+                **agent_config,
+            },
+            status_code=201 if created else 200,
+        )
+
+    @router.post("/meshes/{mesh}/dataplanes/{name}/heartbeat")
+    async def heartbeat(mesh: str, name: str) -> Response:
+        await liveness.heartbeat((mesh, name))
+        return Response(status_code=204)
+
+    @router.post("/meshes/{mesh}/dataplanes/{name}/disconnect")
+    async def disconnect(mesh: str, name: str) -> dict[str, Any]:
+        return {"deleted": await liveness.disconnect((mesh, name))}
+
+    @router.get("/meshes/{mesh}/dns-records")
+    async def dns_records(
+        mesh: str,
+        after: int = Query(0, ge=0),
+        wait: float = Query(0.0, ge=0.0, le=MAX_WAIT),
+    ) -> Response:
+        body = await feed.since(mesh, after, wait)
+        feed.answers += 1
+        return Response(body, media_type="application/json")
+
+    @router.get("/meshes/{mesh}/dataplanes+insights")
+    async def list_overviews(
+        request: Request,
+        mesh: str,
+        size: int = SizeQuery,
+        offset: int = OffsetQuery,
+        tag: list[str] = Query([]),  # noqa: B008 - FastAPI's way of declaring a repeated query
+    ) -> dict[str, Any]:
+        page = await store.list_dataplanes(mesh, size=size, offset=offset, tags=_tag_filter(tag))
+        insights = await liveness.insights(mesh, [item.resource.name for item in page.items])
+        items = [render_overview(item, insights.get(item.resource.name)) for item in page.items]
+        return _listing(request, page.total, items, size, offset)
+
+    @router.get("/meshes/{mesh}/dataplanes+insights/{name}")
+    async def get_overview(mesh: str, name: str) -> dict[str, Any]:
+        stored = await store.get_dataplane(mesh, name)
+        insights = await liveness.insights(mesh, [name])
+        return render_overview(stored, insights.get(name))
+
+    return router
