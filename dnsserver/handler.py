@@ -9,8 +9,10 @@ upstream's answer to a question it handed out as a :class:`Forward`.
 from __future__ import annotations
 
 import logging
+from ipaddress import IPv6Address, ip_address
 
 from dnsserver import codec
+from dnsserver.answers import MAX_KEYED_QUERY, AnswerCache
 from dnsserver.codec import Header, Opcode, Query, Rcode, Response
 from dnsserver.config import ZoneConfig
 from dnsserver.errors import FormError
@@ -37,18 +39,45 @@ _RCODES = {
 # Answers from the zone's own data are authoritative (AA).
 _FROM_ZONE = (Result.SUCCESS, Result.NODATA, Result.NXDOMAIN)
 
+# The answer cache's bounds: keys, and bytes of replies. A random-name flood turns
+# over the least recently used entries and never grows past these.
+DEFAULT_CACHE_ENTRIES = 50_000
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+# Clients whose mesh and recursion right are remembered, per snapshot.
+_MAX_CLIENT_VIEWS = 65_536
+
+
+class _ClientView:
+    """What a client's answers depend on, worked out once per snapshot."""
+
+    __slots__ = ("address", "mesh", "recursion")
+
+    def __init__(self, address: IPAddress, mesh: str, recursion: bool) -> None:
+        self.address = address
+        self.mesh = mesh
+        self.recursion = recursion
+
 
 class Handler:
     """Answers DNS queries for the mesh zone from the current snapshot."""
 
     def __init__(
-        self, config: ZoneConfig, snapshot: Snapshot | None = None, *, forwarding: bool = False
+        self,
+        config: ZoneConfig,
+        snapshot: Snapshot | None = None,
+        *,
+        forwarding: bool = False,
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self._config = config
         # Whether the transport has upstreams to forward to: without them, nobody
         # gets recursion, and names outside the zone are REFUSED for everyone.
         self._forwarding = forwarding
+        self._cache_entries = cache_entries
+        self._cache_bytes = cache_bytes
         self._zones: Zones = build_zones(config, snapshot or Snapshot.empty())
+        self._new_generation()
 
     @property
     def config(self) -> ZoneConfig:
@@ -58,6 +87,17 @@ class Handler:
     def zones(self) -> Zones:
         """The zone tables answered from now."""
         return self._zones
+
+    @property
+    def cache(self) -> AnswerCache:
+        """The replies kept for the current zone tables."""
+        return self._cache
+
+    def _new_generation(self) -> None:
+        # Everything remembered about answers belongs to one generation of the tables:
+        # dropped with them, so nothing from an older snapshot is ever served.
+        self._cache = AnswerCache(self._cache_entries, self._cache_bytes)
+        self._clients: dict[object, _ClientView] = {}
 
     def update(self, snapshot: Snapshot, delta: Delta | None = None) -> None:
         """Answer from ``snapshot`` from now on.
@@ -69,9 +109,11 @@ class Handler:
         new one, never a mix.
         """
         if delta is None:
-            self._zones = build_zones(self._config, snapshot)
+            zones = build_zones(self._config, snapshot)
         else:
-            self._zones = update_zones(self._zones, snapshot, delta)
+            zones = update_zones(self._zones, snapshot, delta)
+        self._zones = zones
+        self._new_generation()
 
     def may_recurse(self, client: IPAddress) -> bool:
         """Whether names outside the zone are forwarded for ``client``."""
@@ -89,10 +131,42 @@ class Handler:
         A :class:`Forward` asks the transport to get the upstreams' answer and pass it
         to :meth:`forwarded`, which builds the reply.
         """
+        view = self._clients.get(client)
+        if view is None:
+            view = self._client_view(client, client)
+        return self._handle(data, view, tcp)
+
+    def handle_peer(self, data: bytes, host: str, *, tcp: bool = False) -> bytes | Forward | None:
+        """:meth:`handle` for a client known by the address text its socket gave."""
+        view = self._clients.get(host)
+        if view is None:
+            view = self._client_view(host, client_address(host))
+        return self._handle(data, view, tcp)
+
+    def _client_view(self, key: object, client: IPAddress) -> _ClientView:
+        zones = self._zones
+        mesh = zones.client_meshes.get(client, self._config.default_mesh)
+        view = _ClientView(client, mesh, self.may_recurse(client))
+        if len(self._clients) >= _MAX_CLIENT_VIEWS:
+            self._clients.clear()
+        self._clients[key] = view
+        return view
+
+    def _handle(self, data: bytes, view: _ClientView, tcp: bool) -> bytes | Forward | None:
+        if len(data) > MAX_KEYED_QUERY or not self._cache_entries:
+            return self._full(data, view.address, tcp)[0]
+        key = (data[2:], view.mesh, view.recursion, tcp)
+        reply = self._cache.reply(data, key, self._full, view.address)
+        return reply  # type: ignore[return-value]  # what _full gave, or cached bytes
+
+    def _full(
+        self, data: bytes, client: IPAddress, tcp: bool
+    ) -> tuple[bytes | Forward | None, bool]:
+        """The full path: parse with the codec, look up, encode; and whether it rotated."""
         header = codec.parse_header(data)
         # Too short to answer, or a response: answering responses invites loops.
         if header is None or header.qr:
-            return None
+            return None, False
         try:
             return self._respond(header, data, client, tcp=tcp)
         except Exception as exc:
@@ -111,7 +185,7 @@ class Handler:
                 rd=header.rd,
                 question=question,
             )
-            return codec.encode_response(reply, _PLAIN_UDP_LIMIT)
+            return codec.encode_response(reply, _PLAIN_UDP_LIMIT), False
 
     def forwarded(self, forward: Forward, upstream: Upstream) -> bytes:
         """The reply to a forwarded query, from the upstreams' answer."""
@@ -132,26 +206,26 @@ class Handler:
 
     def _respond(
         self, header: Header, data: bytes, client: IPAddress, *, tcp: bool
-    ) -> bytes | Forward:
+    ) -> tuple[bytes | Forward, bool]:
         try:
             query = codec.parse_query(data)
         except FormError as error:
             rcode = Rcode.NOTIMP if header.opcode != Opcode.QUERY else Rcode.FORMERR
-            return self._error(header, rcode, error.question)
+            return self._error(header, rcode, error.question), False
         if header.opcode != Opcode.QUERY:
-            return self._error(header, Rcode.NOTIMP, query.question, query)
+            return self._error(header, Rcode.NOTIMP, query.question, query), False
         if query.question.qclass != codec.CLASS_IN:
-            return self._error(header, Rcode.REFUSED, query.question, query)
+            return self._error(header, Rcode.REFUSED, query.question, query), False
         if query.edns is not None and query.edns.version != 0:
-            return self._error(header, Rcode.BADVERS, query.question, query)
+            return self._error(header, Rcode.BADVERS, query.question, query), False
 
         zone = self._zones.zone_for(client)
         answer = lookup(zone, query.question.name, query.question.qtype)
         recursion = self.may_recurse(client)
         # Only questions that ask for recursion (RD) are forwarded.
         if answer.result is Result.OUTSIDE_ZONE and recursion and header.rd:
-            return Forward(query=query, tcp=tcp)
-        return self._reply(query, answer, tcp=tcp, ra=recursion)
+            return Forward(query=query, tcp=tcp), False
+        return self._reply(query, answer, tcp=tcp, ra=recursion), answer.rotated
 
     def _reply(self, query: Query, answer: Answer, *, tcp: bool, ra: bool) -> bytes:
         header = query.header
@@ -194,6 +268,14 @@ class Handler:
             return _PLAIN_UDP_LIMIT
         # RFC 6891: advertised sizes below 512 are treated as 512.
         return min(max(_PLAIN_UDP_LIMIT, query.edns.payload), self._config.max_udp_payload)
+
+
+def client_address(host: str) -> IPAddress:
+    """The client's address as the snapshot keys it: scope dropped, IPv4 unmapped."""
+    address = ip_address(host.split("%", 1)[0])
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _describe(question: Question | None) -> str:

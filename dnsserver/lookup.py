@@ -39,6 +39,8 @@ class Answer:
     answer: tuple[Record, ...] = ()
     authority: tuple[Record, ...] = ()
     additional: tuple[Record, ...] = ()
+    # The records come in a random rotation: another lookup may order them otherwise.
+    rotated: bool = False
 
 
 # RFC 8482: ANY gets one RRset of the name, the first of these it has.
@@ -84,7 +86,8 @@ def lookup(zone: Zone, qname: Name, qtype: int) -> Answer:
     if rtype == RecordType.NS:
         return Answer(Result.SUCCESS, answer=_records(qname, rrset), additional=_glue(zone, rrset))
     answer, additional = _answer(qname, rrset)
-    return Answer(Result.SUCCESS, answer=answer, additional=additional)
+    rotated = rrset.rotate and len(rrset.items) > 1
+    return Answer(Result.SUCCESS, answer=answer, additional=additional, rotated=rotated)
 
 
 def _reverse_lookup(zone: Zone, folded: Name, qname: Name, qtype: int) -> Answer:

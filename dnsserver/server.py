@@ -14,13 +14,11 @@ import errno
 import logging
 import struct
 from collections.abc import Callable
-from ipaddress import IPv6Address, ip_address
 from typing import Any, cast
 
 from dnsserver.errors import BindError
 from dnsserver.forward import Forward, Forwarder
 from dnsserver.handler import Handler
-from registry.snapshot import IPAddress
 
 logger = logging.getLogger("meshdns.dns")
 
@@ -28,9 +26,6 @@ _LENGTH_PREFIX = struct.Struct("!H")
 # With port 0, UDP picks a free port and TCP must then get the same one; another
 # process may hold it on TCP, so try a few ports.
 _EPHEMERAL_BIND_ATTEMPTS = 20
-
-# Answers one datagram from a client, now or later, through the callback it is given.
-UdpAnswerer = Callable[[bytes, IPAddress, Callable[[bytes], None]], None]
 
 
 class DnsServer:
@@ -117,7 +112,8 @@ class DnsServer:
     async def _bind(self) -> None:
         loop = asyncio.get_running_loop()
         udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self._answer_udp), local_addr=(self._host, self._port)
+            lambda: _UdpProtocol(self._answer, self._forward_udp),
+            local_addr=(self._host, self._port),
         )
         port = udp.get_extra_info("sockname")[1]
         try:
@@ -128,11 +124,11 @@ class DnsServer:
         self._udp = udp
         self._port = port
 
-    def _answer(self, data: bytes, client: IPAddress, tcp: bool) -> bytes | Forward | None:
+    def _answer(self, data: bytes, client: str, tcp: bool) -> bytes | Forward | None:
         # The handler answers SERVFAIL on its own errors; this guard is for a bug
         # in that last resort, so no message can ever stop the server.
         try:
-            return self._handler.handle(data, client, tcp=tcp)
+            return self._handler.handle_peer(data, client, tcp=tcp)
         except Exception:
             logger.exception("no reply to a %d-byte message from %s", len(data), client)
             return None
@@ -148,16 +144,10 @@ class DnsServer:
             logger.exception("no reply to a forwarded query")
             return None
 
-    def _answer_udp(
-        self, data: bytes, client: IPAddress, reply_to: Callable[[bytes], None]
-    ) -> None:
-        reply = self._answer(data, client, False)
-        if isinstance(reply, Forward):
-            task = asyncio.get_running_loop().create_task(self._send_forwarded(reply, reply_to))
-            self._forwarding.add(task)
-            task.add_done_callback(self._forwarding.discard)
-        elif reply is not None:
-            reply_to(reply)
+    def _forward_udp(self, forward: Forward, reply_to: Callable[[bytes], None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._send_forwarded(forward, reply_to))
+        self._forwarding.add(task)
+        task.add_done_callback(self._forwarding.discard)
 
     async def _send_forwarded(self, forward: Forward, reply_to: Callable[[bytes], None]) -> None:
         reply = await self._forward(forward)
@@ -175,7 +165,7 @@ class DnsServer:
             return
         self._connections.add(task)
         task.add_done_callback(self._connections.discard)
-        client = _client_address(writer.get_extra_info("peername"))
+        client = str(writer.get_extra_info("peername")[0])
         try:
             while not self._closing:
                 data = await self._read_message(task, reader)
@@ -203,10 +193,18 @@ class DnsServer:
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    """One reply datagram per query datagram, answered as it arrives."""
+    """One reply datagram per query datagram, answered as it arrives.
 
-    def __init__(self, answer: UdpAnswerer) -> None:
+    The hot path: a cached answer goes out from here with no task and no callback.
+    """
+
+    def __init__(
+        self,
+        answer: Callable[[bytes, str, bool], bytes | Forward | None],
+        forward: Callable[[Forward, Callable[[bytes], None]], None],
+    ) -> None:
         self._answer = answer
+        self._forward = forward
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -215,7 +213,13 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self._answer(data, _client_address(addr), lambda reply: self._send(reply, addr))
+        reply = self._answer(data, addr[0], False)
+        if reply is None:
+            return
+        if isinstance(reply, Forward):
+            self._forward(reply, lambda answer: self._send(answer, addr))
+        else:
+            self._send(reply, addr)
 
     def _send(self, reply: bytes, addr: Any) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -224,11 +228,3 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for earlier replies (e.g. port unreachable): the client left.
         logger.debug("UDP error: %s", exc)
-
-
-def _client_address(peer: Any) -> IPAddress:
-    """The client's address as the snapshot keys it: scope dropped, IPv4 unmapped."""
-    address = ip_address(str(peer[0]).split("%", 1)[0])
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
