@@ -195,13 +195,15 @@ async def serve(settings: Settings) -> None:
             raise OSError(f"the API could not listen on {settings.api_address}:{settings.api_port}")
     finally:
         log.info("shutting down")
-        api.should_exit = True
-        stop_task.cancel()
-        await asyncio.wait({api_task}, timeout=5)
+        # Liveness first: agents cannot reach a stopping server, which must not judge them
+        # offline (and tell its long polls so) in the seconds its API takes to close.
         liveness_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await liveness_task
         await liveness.close()
+        api.should_exit = True
+        stop_task.cancel()
+        await asyncio.wait({api_task}, timeout=5)
         follow_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follow_task

@@ -304,12 +304,19 @@ class Liveness:
         return SweepResult(tuple(offline), tuple(deleted))
 
     async def run(self) -> None:
-        """Flush and sweep every heartbeat interval until cancelled."""
+        """Flush and sweep every heartbeat interval until cancelled.
+
+        The first sweep waits one offline window after start: a control plane that was
+        down (or is new) must give agents the chance to reach it before it judges them.
+        """
+        loop = asyncio.get_running_loop()
+        sweep_from = loop.time() + self.settings.offline_window
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
                 await self.flush()
-                await self.sweep()
+                if loop.time() >= sweep_from:
+                    await self.sweep()
             except DatabaseUnavailable as error:
                 log.warning("liveness: database unreachable, will retry: %s", error)
             except Exception:
