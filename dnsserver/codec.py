@@ -224,6 +224,46 @@ def encode_response(response: Response, limit: int) -> bytes:
     return bytes(header_buffer.data) + bytes(buffer.data[HEADER_SIZE:body_end]) + opt
 
 
+# Messages of a zone transfer stop short of TCP's limit, leaving room for the header.
+_TRANSFER_MESSAGE_LIMIT = 60_000
+_LARGEST_RECORD = 2 * _MAX_NAME_WIRE_LENGTH + 40
+
+
+def encode_transfer(query_id: int, question: Question, records: list[Record]) -> list[bytes]:
+    """An AXFR answer (RFC 5936): ``records`` (SOA first and last) over as many messages
+    as they need, each authoritative, the question in the first only."""
+    messages: list[bytes] = []
+    start = 0
+    while start < len(records) or not messages:
+        buffer = DNSBuffer()
+        buffer.names = _PointableNames()
+        DNSHeader(id=0, bitmap=0).pack(buffer)
+        if not messages:
+            DNSQuestion(DNSLabel(question.name), question.qtype, question.qclass).pack(buffer)
+        end = start
+        # Room for one more record of the largest kind (an SOA of two full names).
+        while end < len(records) and buffer.offset + _LARGEST_RECORD <= _TRANSFER_MESSAGE_LIMIT:
+            _to_rr(records[end]).pack(buffer)
+            end += 1
+        header = DNSHeader(id=query_id, bitmap=0, q=0 if messages else 1, a=end - start, qr=1, aa=1)
+        header_buffer = DNSBuffer()
+        header.pack(header_buffer)
+        messages.append(bytes(header_buffer.data) + bytes(buffer.data[HEADER_SIZE:]))
+        start = end
+    return messages
+
+
+def encode_notify(message_id: int, origin: Name, soa: Soa) -> bytes:
+    """A NOTIFY (RFC 1996) that ``origin``'s SOA is now ``soa``: AA, the SOA in answer."""
+    buffer = DNSBuffer()
+    buffer.names = _PointableNames()
+    header = DNSHeader(id=message_id, bitmap=0, q=1, a=1, opcode=Opcode.NOTIFY, aa=1)
+    header.pack(buffer)
+    DNSQuestion(DNSLabel(origin), RecordType.SOA, CLASS_IN).pack(buffer)
+    _to_rr(Record(owner=origin, ttl=soa.minimum, data=soa)).pack(buffer)
+    return bytes(buffer.data)
+
+
 class _PointableNames(dict[tuple[bytes, ...], int]):
     """dnslib's name-compression table, keeping only offsets a pointer can reach.
 
@@ -291,7 +331,7 @@ def _to_rr(record: Record) -> RR:
     return RR(
         rname=DNSLabel(record.owner),
         rtype=record.rtype,
-        rclass=CLASS_IN,
+        rclass=record.rclass,
         ttl=record.ttl,
         rdata=_to_rdata(record.data),
     )

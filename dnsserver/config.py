@@ -38,6 +38,11 @@ class ZoneConfig:
         IPv6Network("::1/128"),
     )
     recursion_for_dataplanes: bool = True
+    # Who may transfer the zone (AXFR, IXFR answered in full); nobody by default.
+    allow_transfer: tuple[IPv4Network | IPv6Network, ...] = ()
+    # Answered to `id.server.` / `hostname.bind.` CH TXT (as NSD and BIND do), to tell
+    # which process answered; None answers those REFUSED like any other class CH query.
+    server_id: str | None = None
 
     def __post_init__(self) -> None:
         labels = self.domain.strip(".").split(".")

@@ -9,6 +9,7 @@ upstream's answer to a question it handed out as a :class:`Forward`.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from ipaddress import IPv6Address, ip_address
 
 from dnsserver import codec
@@ -18,8 +19,9 @@ from dnsserver.config import ZoneConfig
 from dnsserver.errors import FormError
 from dnsserver.forward import Forward, Upstream
 from dnsserver.lookup import Answer, Result, lookup
-from dnsserver.records import Question
-from dnsserver.zone import Zones, build_zones, update_zones
+from dnsserver.records import Question, Record, RecordType, Txt, fold_case
+from dnsserver.zone import Zone, Zones, build_zones, update_zones
+from dnsserver.zonefile import zone_records
 from registry.snapshot import Delta, IPAddress, Snapshot
 
 logger = logging.getLogger("meshdns.dns")
@@ -45,6 +47,18 @@ DEFAULT_CACHE_ENTRIES = 50_000
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 # Clients whose mesh and recursion right are remembered, per snapshot.
 _MAX_CLIENT_VIEWS = 65_536
+
+
+_CLASS_CHAOS = 3
+_SERVER_ID_NAMES = ((b"id", b"server"), (b"hostname", b"bind"))
+_TRANSFERS = (RecordType.AXFR, RecordType.IXFR)
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A zone transfer's reply: several messages, written in order on one TCP connection."""
+
+    messages: tuple[bytes, ...]
 
 
 class _ClientView:
@@ -125,7 +139,7 @@ class Handler:
 
     def handle(
         self, data: bytes, client: IPAddress, *, tcp: bool = False
-    ) -> bytes | Forward | None:
+    ) -> bytes | Forward | Transfer | None:
         """The reply to the message ``data`` from ``client``; None to send nothing.
 
         A :class:`Forward` asks the transport to get the upstreams' answer and pass it
@@ -136,7 +150,9 @@ class Handler:
             view = self._client_view(client, client)
         return self._handle(data, view, tcp)
 
-    def handle_peer(self, data: bytes, host: str, *, tcp: bool = False) -> bytes | Forward | None:
+    def handle_peer(
+        self, data: bytes, host: str, *, tcp: bool = False
+    ) -> bytes | Forward | Transfer | None:
         """:meth:`handle` for a client known by the address text its socket gave."""
         view = self._clients.get(host)
         if view is None:
@@ -152,7 +168,9 @@ class Handler:
         self._clients[key] = view
         return view
 
-    def _handle(self, data: bytes, view: _ClientView, tcp: bool) -> bytes | Forward | None:
+    def _handle(
+        self, data: bytes, view: _ClientView, tcp: bool
+    ) -> bytes | Forward | Transfer | None:
         if len(data) > MAX_KEYED_QUERY or not self._cache_entries:
             return self._full(data, view.address, tcp)[0]
         key = (data[2:], view.mesh, view.recursion, tcp)
@@ -161,7 +179,7 @@ class Handler:
 
     def _full(
         self, data: bytes, client: IPAddress, tcp: bool
-    ) -> tuple[bytes | Forward | None, bool]:
+    ) -> tuple[bytes | Forward | Transfer | None, bool]:
         """The full path: parse with the codec, look up, encode; and whether it rotated."""
         header = codec.parse_header(data)
         # Too short to answer, or a response: answering responses invites loops.
@@ -206,7 +224,7 @@ class Handler:
 
     def _respond(
         self, header: Header, data: bytes, client: IPAddress, *, tcp: bool
-    ) -> tuple[bytes | Forward, bool]:
+    ) -> tuple[bytes | Forward | Transfer, bool]:
         try:
             query = codec.parse_query(data)
         except FormError as error:
@@ -214,10 +232,15 @@ class Handler:
             return self._error(header, rcode, error.question), False
         if header.opcode != Opcode.QUERY:
             return self._error(header, Rcode.NOTIMP, query.question, query), False
-        if query.question.qclass != codec.CLASS_IN:
-            return self._error(header, Rcode.REFUSED, query.question, query), False
         if query.edns is not None and query.edns.version != 0:
             return self._error(header, Rcode.BADVERS, query.question, query), False
+        question = query.question
+        if question.qclass == _CLASS_CHAOS and self._config.server_id is not None:
+            return self._server_id(query, tcp=tcp), False
+        if question.qclass != codec.CLASS_IN:
+            return self._error(header, Rcode.REFUSED, question, query), False
+        if question.qtype in _TRANSFERS and self._may_transfer(client, question):
+            return self._transfer(query, tcp=tcp), False
 
         zone = self._zones.zone_for(client)
         answer = lookup(zone, query.question.name, query.question.qtype)
@@ -226,6 +249,45 @@ class Handler:
         if answer.result is Result.OUTSIDE_ZONE and recursion and header.rd:
             return Forward(query=query, tcp=tcp), False
         return self._reply(query, answer, tcp=tcp, ra=recursion), answer.rotated
+
+    def _may_transfer(self, client: IPAddress, question: Question) -> bool:
+        origin = self._zones.origin
+        return fold_case(question.name) == origin and any(
+            client in network for network in self._config.allow_transfer
+        )
+
+    def transfer_zone(self) -> Zone:
+        """What a transfer sends: the default mesh's view (secondaries are no dataplanes)."""
+        tables = self._zones.meshes.get(self._config.default_mesh, self._zones.empty)
+        zones = self._zones
+        return Zone(
+            zones.origin, zones.soa, self._config.negative_ttl, tables.nodes, tables.reverse
+        )
+
+    def _transfer(self, query: Query, *, tcp: bool) -> bytes | Transfer:
+        """AXFR over TCP; IXFR answered as a full transfer (RFC 1995 section 4 allows it)
+        over TCP, and over UDP with the SOA alone, which tells the client to use TCP."""
+        zone = self.transfer_zone()
+        records = zone_records(zone)
+        if not tcp:
+            if query.question.qtype == RecordType.AXFR:  # RFC 5936: AXFR is TCP only
+                return self._error(query.header, Rcode.REFUSED, query.question, query)
+            return self._reply(
+                query, Answer(Result.SUCCESS, answer=(records[0],)), tcp=False, ra=False
+            )
+        messages = codec.encode_transfer(query.header.id, query.question, [*records, records[0]])
+        return Transfer(tuple(messages))
+
+    def _server_id(self, query: Query, *, tcp: bool) -> bytes:
+        question = query.question
+        if fold_case(question.name) not in _SERVER_ID_NAMES or question.qtype not in (
+            RecordType.TXT,
+            RecordType.ANY,
+        ):
+            return self._error(query.header, Rcode.REFUSED, question, query)
+        text = (self._config.server_id or "").encode()
+        record = Record(owner=question.name, ttl=0, data=Txt((text,)), rclass=_CLASS_CHAOS)
+        return self._reply(query, Answer(Result.SUCCESS, answer=(record,)), tcp=tcp, ra=False)
 
     def _reply(self, query: Query, answer: Answer, *, tcp: bool, ra: bool) -> bytes:
         header = query.header

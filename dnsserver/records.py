@@ -131,11 +131,12 @@ def record_type(data: RecordData) -> RecordType:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One resource record of class IN."""
+    """One resource record: of class IN, but for the server's own CH identity."""
 
     owner: Name
     ttl: int
     data: RecordData
+    rclass: int = 1
 
     @property
     def rtype(self) -> RecordType:

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from dnsserver.errors import BindError
 from dnsserver.forward import Forward, Forwarder
-from dnsserver.handler import Handler
+from dnsserver.handler import Handler, Transfer
 
 logger = logging.getLogger("meshdns.dns")
 
@@ -26,6 +26,8 @@ _LENGTH_PREFIX = struct.Struct("!H")
 # With port 0, UDP picks a free port and TCP must then get the same one; another
 # process may hold it on TCP, so try a few ports.
 _EPHEMERAL_BIND_ATTEMPTS = 20
+# Past this many unsent bytes on a TCP connection, wait for the client to read.
+_WRITE_BUFFER_HIGH = 64 * 1024
 
 
 class DnsServer:
@@ -41,8 +43,11 @@ class DnsServer:
         max_tcp_connections: int = 256,
         shutdown_timeout: float = 5.0,
         forwarder: Forwarder | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self._handler = handler
+        # SO_REUSEPORT: several processes (--dns-workers) share the port on UDP and TCP.
+        self._reuse_port = reuse_port
         self._forwarder = forwarder
         self._host = host
         self._port = port
@@ -114,17 +119,20 @@ class DnsServer:
         udp, _ = await loop.create_datagram_endpoint(
             lambda: _UdpProtocol(self._answer, self._forward_udp),
             local_addr=(self._host, self._port),
+            reuse_port=self._reuse_port or None,
         )
         port = udp.get_extra_info("sockname")[1]
         try:
-            self._tcp = await asyncio.start_server(self._serve_connection, self._host, port)
+            self._tcp = await asyncio.start_server(
+                self._serve_connection, self._host, port, reuse_port=self._reuse_port or None
+            )
         except OSError:
             udp.close()
             raise
         self._udp = udp
         self._port = port
 
-    def _answer(self, data: bytes, client: str, tcp: bool) -> bytes | Forward | None:
+    def _answer(self, data: bytes, client: str, tcp: bool) -> bytes | Forward | Transfer | None:
         # The handler answers SERVFAIL on its own errors; this guard is for a bug
         # in that last resort, so no message can ever stop the server.
         try:
@@ -173,8 +181,13 @@ class DnsServer:
                 if isinstance(reply, Forward):
                     # In order: one connection's answers keep their queries' order.
                     reply = await self._forward(reply)
-                if reply is not None:
-                    writer.write(_LENGTH_PREFIX.pack(len(reply)) + reply)
+                messages = reply.messages if isinstance(reply, Transfer) else (reply,)
+                for message in messages:
+                    if message is not None:
+                        writer.write(_LENGTH_PREFIX.pack(len(message)) + message)
+                # Pipelined queries already read are answered before waiting for the
+                # client to take the replies: drain only when the buffer is full.
+                if writer.transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH:
                     async with asyncio.timeout(self._tcp_idle_timeout):
                         await writer.drain()
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
@@ -200,7 +213,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def __init__(
         self,
-        answer: Callable[[bytes, str, bool], bytes | Forward | None],
+        answer: Callable[[bytes, str, bool], bytes | Forward | Transfer | None],
         forward: Callable[[Forward, Callable[[bytes], None]], None],
     ) -> None:
         self._answer = answer
@@ -216,10 +229,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         reply = self._answer(data, addr[0], False)
         if reply is None:
             return
-        if isinstance(reply, Forward):
-            self._forward(reply, lambda answer: self._send(answer, addr))
-        else:
+        if isinstance(reply, bytes):
             self._send(reply, addr)
+        elif isinstance(reply, Forward):
+            self._forward(reply, lambda answer: self._send(answer, addr))
 
     def _send(self, reply: bytes, addr: Any) -> None:
         if self._transport is not None and not self._transport.is_closing():

@@ -17,9 +17,11 @@ from sqlalchemy.engine import make_url
 from dnsserver.config import ZoneConfig
 from dnsserver.forward import Forwarder, UpstreamServer, system_upstreams
 from dnsserver.handler import Handler
+from dnsserver.notify import Notifier
 from dnsserver.server import DnsServer
 from meshdns import __version__
 from meshdns.settings import RECURSION_DATAPLANES, RECURSION_NONE, Settings, split_list
+from meshdns.workers import Workers, server_id
 from registry.agent_api import agent_router
 from registry.api import create_app
 from registry.database import check_schema_current, create_engine, upgrade
@@ -54,7 +56,8 @@ async def prepare_database(url: str) -> None:
         await check_schema_current(url)
 
 
-def zone_config(settings: Settings) -> ZoneConfig:
+def zone_config(settings: Settings, process: int = 0) -> ZoneConfig:
+    """The DNS settings; ``process`` is the index of the DNS process (workers: 1..N-1)."""
     address = ip_address(settings.dns_address)
     return ZoneConfig(
         domain=settings.domain.strip(".").lower(),
@@ -70,6 +73,10 @@ def zone_config(settings: Settings) -> ZoneConfig:
             if item not in (RECURSION_DATAPLANES, RECURSION_NONE)
         ),
         recursion_for_dataplanes=RECURSION_DATAPLANES in split_list(settings.allow_recursion),
+        allow_transfer=tuple(
+            ip_network(item, strict=False) for item in split_list(settings.allow_transfer)
+        ),
+        server_id=server_id(process),
     )
 
 
@@ -132,9 +139,16 @@ async def serve(settings: Settings) -> None:
     handler = Handler(zone_config(settings), forwarding=forwarder is not None)
     feed = ServiceFeed()  # what dataplane agents follow
 
+    targets = [UpstreamServer.parse(item) for item in split_list(settings.notify)]
+    notifier = (
+        Notifier(handler.zones.origin, targets, lambda: handler.zones.soa) if targets else None
+    )
+
     def publish(snapshot: Snapshot, delta: Delta | None) -> None:
         handler.update(snapshot, delta)
         feed.publish(snapshot, delta)
+        if notifier is not None:
+            notifier.changed()
 
     follower = RegistryFollower(store, publish)
     await follower.load()
@@ -165,8 +179,20 @@ async def serve(settings: Settings) -> None:
             lifespan="off",
         )
     )
-    dns = DnsServer(handler, settings.dns_address, settings.dns_port, forwarder=forwarder)
+    dns = DnsServer(
+        handler,
+        settings.dns_address,
+        settings.dns_port,
+        forwarder=forwarder,
+        reuse_port=settings.dns_workers > 1,
+    )
     await dns.start()
+    workers = Workers(settings, dns.port, settings.dns_workers)
+    try:
+        await workers.start()
+    except BaseException:
+        await dns.close()
+        raise
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -176,6 +202,7 @@ async def serve(settings: Settings) -> None:
     follow_task = asyncio.create_task(follower.run(), name="snapshot-follower")
     api_task = asyncio.create_task(api.serve(), name="api")
     liveness_task = asyncio.create_task(liveness.run(), name="liveness")
+    notify_task = asyncio.create_task(notifier.run()) if notifier is not None else None
     log.info(
         "meshdns %s (python %s) mode=%s database=%s dns=%s:%s api=%s:%s domain=%s",
         __version__,
@@ -204,7 +231,10 @@ async def serve(settings: Settings) -> None:
         api.should_exit = True
         stop_task.cancel()
         await asyncio.wait({api_task}, timeout=5)
+        await workers.stop()
         follow_task.cancel()
+        if notify_task is not None:
+            notify_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follow_task
         await dns.close()

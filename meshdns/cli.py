@@ -75,6 +75,9 @@ def _run(coroutine: Any) -> None:
     "offline_after",
     "agent_cleanup_delay",
     "offline_gc_age",
+    "dns_workers",
+    "allow_transfer",
+    "notify",
     "log_level",
 )
 def serve(**given: Any) -> None:
@@ -374,3 +377,28 @@ def dp_run(
         fail(str(error))
     except OSError as error:
         fail(f"cannot listen: {error}")
+
+
+@main.command("export-zone")
+@mesh_option
+@options(
+    "database_url",
+    "domain",
+    "zone",
+    "dns_address",
+    "ttl",
+    "endpoints_ttl",
+    "negative_ttl",
+)
+def export_zone(mesh: str, **given: Any) -> None:
+    """Print a mesh's DNS zone as an RFC 1035 zone file (for NSD, Knot, BIND).
+
+    Reads the registry as a DNS server does (read-only); the SOA serial is its revision.
+    """
+    from meshdns.zone_export import export_zone as render_zone
+
+    settings = Settings.from_options(given)
+    try:
+        click.echo(asyncio.run(render_zone(settings, mesh)), nl=False)
+    except RegistryError as error:
+        fail(str(error))

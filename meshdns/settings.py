@@ -155,6 +155,30 @@ class Settings:
             type=click.FloatRange(0),
         ),
     )
+    dns_workers: int = field(
+        default=1,
+        metadata=_option(
+            "DNS processes sharing the DNS port (SO_REUSEPORT); each follows the registry "
+            "itself. 1: the serve process alone.",
+            type=click.IntRange(1, 64),
+        ),
+    )
+    allow_transfer: tuple[str, ...] = field(
+        default=(),
+        metadata=_option(
+            "CIDRs that may transfer the zone (AXFR/IXFR of the default mesh's view). "
+            "Repeat or comma-separate; default: nobody (REFUSED).",
+            multiple=True,
+        ),
+    )
+    notify: tuple[str, ...] = field(
+        default=(),
+        metadata=_option(
+            "Secondary ADDR[:PORT] to send NOTIFY to when the zone changes. Repeat or "
+            "comma-separate.",
+            multiple=True,
+        ),
+    )
     log_level: str = field(
         default="info",
         metadata=_option(
@@ -189,6 +213,18 @@ class Settings:
                 UpstreamServer.parse(item)
             except ConfigError as error:
                 raise click.BadParameter(str(error), param_hint="--upstream") from None
+        for item in split_list(self.notify):
+            try:
+                UpstreamServer.parse(item)
+            except ConfigError as error:
+                raise click.BadParameter(str(error), param_hint="--notify") from None
+        for item in split_list(self.allow_transfer):
+            try:
+                ip_network(item, strict=False)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{item!r} is not a CIDR", param_hint="--allow-transfer"
+                ) from None
         if self.mode == "zone" and not self.zone:
             raise click.BadParameter("--mode zone needs --zone NAME", param_hint="--zone")
 

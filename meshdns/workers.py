@@ -1,0 +1,162 @@
+"""`--dns-workers N`: more DNS processes on the same port, each following the registry.
+
+The `serve` process is DNS process 0; it starts N-1 workers (``python -m
+meshdns.workers``), each with its own snapshot follower and DNS server bound with
+SO_REUSEPORT, so the kernel spreads clients (by address and port) over all of them.
+A worker is read-only: no API, no liveness, no migrations, no NOTIFY. It learns of
+writes as any reader does: by LISTEN on Postgres (polling as a fallback), by polling
+every :data:`SQLITE_WORKER_POLL` seconds on SQLite, which has no notifications.
+
+A worker's standard input is a pipe from its parent: when it closes (the parent
+exited, however it died), the worker stops; so does it on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+from meshdns.settings import Settings
+
+log = logging.getLogger("meshdns")
+
+# How often a worker reads the feed of a SQLite registry: writes made by the API in
+# the serve process reach workers within this (Postgres workers are woken by NOTIFY).
+SQLITE_WORKER_POLL = 0.1
+_READY = b"ready\n"
+_START_TIMEOUT = 60.0
+_STOP_TIMEOUT = 5.0
+
+
+def server_id(index: int) -> str:
+    """What `id.server. CH TXT` answers in DNS process ``index``."""
+    return f"meshdns-{index}"
+
+
+class Workers:
+    """The worker processes of one `serve`, started and stopped together."""
+
+    def __init__(self, settings: Settings, port: int, count: int) -> None:
+        self._settings = settings
+        self._port = port
+        self._count = count
+        self.processes: list[asyncio.subprocess.Process] = []
+
+    async def start(self) -> None:
+        """Start every worker and wait until each is loaded and listening."""
+        given = json.dumps(dataclasses.asdict(self._settings))
+        for index in range(1, self._count):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "meshdns.workers",
+                given,
+                str(self._port),
+                str(index),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            self.processes.append(process)
+        for index, process in enumerate(self.processes, start=1):
+            assert process.stdout is not None
+            try:
+                async with asyncio.timeout(_START_TIMEOUT):
+                    line = await process.stdout.readline()
+            except TimeoutError:
+                line = b""
+            if line != _READY:
+                await self.stop()
+                raise OSError(f"DNS worker {index} did not start (see its log above)")
+        log.info("%d DNS workers serving port %d", len(self.processes), self._port)
+
+    async def stop(self) -> None:
+        """SIGTERM every worker, wait a bounded time, then kill what is left."""
+        for process in self.processes:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
+        for process in self.processes:
+            try:
+                async with asyncio.timeout(_STOP_TIMEOUT):
+                    await process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+
+
+async def run_worker(settings: Settings, port: int, index: int) -> None:
+    """One worker: follow the registry, answer DNS on the shared port, until told to stop."""
+    from dnsserver.forward import Forwarder
+    from dnsserver.handler import Handler
+    from dnsserver.server import DnsServer
+    from meshdns.app import is_sqlite, upstream_servers, vip_settings, zone_config
+    from registry.database import create_engine
+    from registry.follower import RegistryFollower
+    from registry.store import Store
+
+    engine = create_engine(settings.database_url)
+    store = Store(engine, vip_settings(settings))
+    upstreams = upstream_servers(settings)
+    forwarder = Forwarder(upstreams) if upstreams else None
+    handler = Handler(zone_config(settings, index), forwarding=forwarder is not None)
+    poll = SQLITE_WORKER_POLL if is_sqlite(settings.database_url) else 1.0
+    follower = RegistryFollower(store, handler.update, poll_interval=poll)
+    await follower.load()
+    dns = DnsServer(handler, settings.dns_address, port, forwarder=forwarder, reuse_port=True)
+    await dns.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    parent_gone = asyncio.create_task(reader.read())  # returns at EOF: the parent is gone
+    follow_task = asyncio.create_task(follower.run(), name="snapshot-follower")
+    sys.stdout.buffer.write(_READY)
+    sys.stdout.flush()
+    stop_task = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({stop_task, parent_gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (stop_task, parent_gone, follow_task):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follow_task
+        await dns.close()
+        if forwarder is not None:
+            await forwarder.close()
+        await engine.dispose()
+
+
+def main(argv: list[str]) -> None:
+    given: dict[str, Any] = json.loads(argv[0])
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {
+        name: tuple(value) if isinstance(fields[name].default, tuple) else value
+        for name, value in given.items()
+    }
+    settings = Settings(**values)
+    port, index = int(argv[1]), int(argv[2])
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s %(name)s[worker {index}]: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional on other platforms
+        asyncio.run(run_worker(settings, port, index))
+    else:
+        uvloop.run(run_worker(settings, port, index))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
