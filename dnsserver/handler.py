@@ -258,11 +258,8 @@ class Handler:
 
     def transfer_zone(self) -> Zone:
         """What a transfer sends: the default mesh's view (secondaries are no dataplanes)."""
-        tables = self._zones.meshes.get(self._config.default_mesh, self._zones.empty)
         zones = self._zones
-        return Zone(
-            zones.origin, zones.soa, self._config.negative_ttl, tables.nodes, tables.reverse
-        )
+        return zones.zone_of(zones.meshes.get(self._config.default_mesh, zones.empty))
 
     def _transfer(self, query: Query, *, tcp: bool) -> bytes | Transfer:
         """AXFR over TCP; IXFR answered as a full transfer (RFC 1995 section 4 allows it)

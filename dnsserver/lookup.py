@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from immutables import Map
 
+from dnsserver import names
 from dnsserver.records import Name, Ns, Record, RecordType, fold_case
-from dnsserver.zone import Node, RRset, Zone
+from dnsserver.zone import Node, RRset, Zone, address_node, pointer_node
 
 
 class Result(enum.Enum):
@@ -77,6 +78,9 @@ def lookup(zone: Zone, qname: Name, qtype: int) -> Answer:
         return Answer(Result.REFUSED)
     node = zone.nodes.get(relative)
     if node is None:
+        address = names.address_of_addr_name(relative)
+        node = address_node(zone, address) if address is not None else None
+    if node is None:
         return Answer(Result.NXDOMAIN, authority=(_negative_soa(zone),))
     if not relative:
         node = _with_soa(zone, node)
@@ -93,7 +97,8 @@ def lookup(zone: Zone, qname: Name, qtype: int) -> Answer:
 def _reverse_lookup(zone: Zone, folded: Name, qname: Name, qtype: int) -> Answer:
     # We hold these names, not their zone: a question of another type at them goes
     # where any other outside name goes, since we have no SOA to deny it with.
-    node = zone.reverse.get(folded)
+    address = names.address_of_reverse_name(folded)
+    node = pointer_node(zone, address) if address is not None else None
     rrset = node.get(RecordType.PTR) if node is not None else None
     if rrset is None or qtype not in (RecordType.PTR, RecordType.ANY):
         return Answer(Result.OUTSIDE_ZONE)

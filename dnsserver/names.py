@@ -89,3 +89,36 @@ def reverse_name(address: IPv4Address | IPv6Address) -> Name:
         )
     nibbles = address.packed.hex()
     return tuple(nibble.encode("ascii") for nibble in reversed(nibbles)) + _IPV6_REVERSE
+
+
+_HEX_DIGITS = frozenset(b"0123456789abcdef")
+
+
+def address_of_addr_name(name: Name) -> IPv4Address | IPv6Address | None:
+    """The address an ``<hex>.addr`` name (relative, folded) encodes; None for any other."""
+    if len(name) != 2 or name[1] != ADDR_LABEL:
+        return None
+    label = name[0]
+    if len(label) not in (8, 32) or not _HEX_DIGITS.issuperset(label):
+        return None
+    packed = bytes.fromhex(label.decode("ascii"))
+    return IPv4Address(packed) if len(packed) == 4 else IPv6Address(packed)
+
+
+def address_of_reverse_name(name: Name) -> IPv4Address | IPv6Address | None:
+    """The address a reverse name (absolute, folded) stands for; None for any other.
+
+    Only the canonical spelling counts (decimal octets without leading zeros, one
+    nibble a label), so each address has exactly one reverse name, as when built.
+    """
+    if name[-2:] == _IPV4_REVERSE and len(name) == 6:
+        octets = name[3::-1]
+        if not all(o.isdigit() and (o == b"0" or o[:1] != b"0") and int(o) < 256 for o in octets):
+            return None
+        return IPv4Address(bytes(int(octet) for octet in octets))
+    if name[-2:] == _IPV6_REVERSE and len(name) == 34:
+        nibbles = name[31::-1]
+        if not all(len(n) == 1 and n[0] in _HEX_DIGITS for n in nibbles):
+            return None
+        return IPv6Address(bytes.fromhex(b"".join(nibbles).decode("ascii")))
+    return None

@@ -1,12 +1,17 @@
 """Zone tables: each mesh's view of the zone, kept current one changed service at a time.
 
-Every service *claims* the names it answers at (its VIP name, endpoints, SRV, the
-``<hex>.addr`` names and the reverse names of its addresses, its dotted aliases),
-and needs the names above them to exist (empty non-terminals). A name's records are
-merged from the claims on it alone, so a changed service only touches its own names:
-applying it costs what the service holds, not what the registry holds. The tables
-are persistent maps (:mod:`immutables`), so an update makes new tables sharing all
-untouched entries with the old ones, and swapping them in is one assignment.
+Every service *claims* the names it answers at (its VIP name, endpoints, SRV, its
+dotted aliases), and needs the names above them to exist (empty non-terminals). A
+name's records are merged from the claims on it alone, so a changed service only
+touches its own names: applying it costs what the service holds, not what the
+registry holds. The tables are persistent maps (:mod:`immutables`), so an update
+makes new tables sharing all untouched entries with the old ones, and swapping them
+in is one assignment.
+
+The names of addresses (``<hex>.addr`` and the reverse names) are not tables of
+records: there is one per address, so at 100,000 endpoints they were most of a
+build's time and memory. An index of address -> services holds what they answer,
+and a lookup reads the address from the name and makes the records then.
 """
 
 from __future__ import annotations
@@ -81,7 +86,10 @@ class Zone:
     soa: Soa
     negative_ttl: int
     nodes: Mapping[Name, Node]
-    reverse: Mapping[Name, Node]
+    # The mesh's addresses (VIPs, endpoints) and, for each, its services with the TTL
+    # of their PTR records; ``<hex>.addr`` and reverse names answer from it.
+    addresses: Mapping[IPAddress, Mapping[str, int]]
+    address_ttl: int
 
 
 class _Kind(enum.Enum):
@@ -91,8 +99,6 @@ class _Kind(enum.Enum):
     OWN = enum.auto()
     # Kuma's dotted aliases: only where no service has an own name.
     ALIAS = enum.auto()
-    # Addresses (<hex>.addr, reverse names): every claim counts, merged.
-    ADDRESS = enum.auto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +107,8 @@ class _Claim:
     node: Node
 
 
-# A table key: (True, absolute reverse name) or (False, name relative to the origin).
-_Key = tuple[bool, Name]
+# A table key: a name relative to the origin.
+_Key = Name
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,8 @@ class _ServiceClaims:
     claims: tuple[tuple[_Key, _Claim], ...]
     # Names that exist because the service's names are below them (RFC 8020).
     ancestors: frozenset[Name]
+    # The service's addresses, each with the TTL of the PTR naming the service there.
+    addresses: tuple[tuple[IPAddress, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +127,7 @@ class MeshTables:
     """One mesh's tables: the answers, and the claims they are merged from."""
 
     nodes: Map[Name, Node]
-    reverse: Map[Name, Node]
+    addresses: Map[IPAddress, Map[str, int]]
     claims: Map[_Key, Map[str, _Claim]]
     # How many services need each empty non-terminal.
     ancestors: Map[Name, int]
@@ -133,6 +141,7 @@ class MeshTables:
         services = self.services.mutate()
         claims = self.claims.mutate()
         ancestors = self.ancestors.mutate()
+        addresses = self.addresses.mutate()
         touched: set[_Key] = set()
         for name, view in changes:
             old = services.get(name)
@@ -150,7 +159,13 @@ class MeshTables:
                         ancestors[ancestor] = count
                     else:
                         del ancestors[ancestor]
-                    touched.add((False, ancestor))
+                    touched.add(ancestor)
+                for address, _ in old.addresses:
+                    remaining_services = addresses[address].delete(name)
+                    if remaining_services:
+                        addresses[address] = remaining_services
+                    else:
+                        del addresses[address]
                 del services[name]
             new = _service_claims(config, origin, view) if view is not None else None
             if new is not None:
@@ -159,26 +174,25 @@ class MeshTables:
                     touched.add(key)
                 for ancestor in new.ancestors:
                     ancestors[ancestor] = ancestors.get(ancestor, 0) + 1
-                    touched.add((False, ancestor))
+                    touched.add(ancestor)
+                for address, ttl in new.addresses:
+                    addresses[address] = addresses.get(address, Map()).set(name, ttl)
                 services[name] = new
 
         nodes = self.nodes.mutate()
-        reverse = self.reverse.mutate()
-        for key in touched:
-            is_reverse, owner = key
-            if not is_reverse and owner in _STATIC_NAMES:
+        for owner in touched:
+            if owner in _STATIC_NAMES:
                 continue  # the apex and ns.<domain> are the server's own
-            table = reverse if is_reverse else nodes
-            node = _merge(claims.get(key))
-            if node is None and not is_reverse and owner in ancestors:
+            node = _merge(claims.get(owner))
+            if node is None and owner in ancestors:
                 node = _EMPTY_NODE
             if node is None:
-                table.pop(owner, None)
+                nodes.pop(owner, None)
             else:
-                table[owner] = node
+                nodes[owner] = node
         return MeshTables(
             nodes=nodes.finish(),
-            reverse=reverse.finish(),
+            addresses=addresses.finish(),
             claims=claims.finish(),
             ancestors=ancestors.finish(),
             services=services.finish(),
@@ -201,12 +215,16 @@ class Zones:
         """The zone of the client's mesh, else of the default mesh."""
         mesh = self.client_meshes.get(client, self.config.default_mesh)
         tables = self.meshes.get(mesh, self.empty)
+        return self.zone_of(tables)
+
+    def zone_of(self, tables: MeshTables) -> Zone:
         return Zone(
             origin=self.origin,
             soa=self.soa,
             negative_ttl=self.config.negative_ttl,
             nodes=tables.nodes,
-            reverse=tables.reverse,
+            addresses=tables.addresses,
+            address_ttl=self.config.endpoints_ttl,
         )
 
     def is_dataplane(self, client: IPAddress) -> bool:
@@ -317,7 +335,14 @@ def build_zone(config: ZoneConfig, mesh: MeshView | None, revision: int) -> Zone
     """The zone as seen from ``mesh`` (None: the apex only); for tests and tools."""
     tables = build_mesh(config, mesh) if mesh is not None else _empty_tables(config)
     soa = _soa(config, revision)
-    return Zone(zone_origin(config), soa, config.negative_ttl, tables.nodes, tables.reverse)
+    return Zone(
+        zone_origin(config),
+        soa,
+        config.negative_ttl,
+        tables.nodes,
+        tables.addresses,
+        config.endpoints_ttl,
+    )
 
 
 def _soa(config: ZoneConfig, revision: int) -> Soa:
@@ -344,7 +369,7 @@ def _empty_tables(config: ZoneConfig) -> MeshTables:
     apex: Node = _node(config.ttl, [Ns(target=names.NS_NAME + origin)])
     return MeshTables(
         nodes=Map({(): apex, names.NS_NAME: ns_node}),
-        reverse=Map(),
+        addresses=Map(),
         claims=Map(),
         ancestors=Map(),
         services=Map(),
@@ -366,39 +391,28 @@ def _service_claims(config: ZoneConfig, origin: Name, service: ServiceView) -> _
     addresses: list[RecordData] = list(dict.fromkeys(endpoint.address for endpoint in ready))
     endpoints_node = _node(config.endpoints_ttl, addresses, rotate=True)
 
-    claims.append(((False, vip_name), _Claim(_Kind.OWN, vip_node)))
-    claims.append(((False, endpoints_name), _Claim(_Kind.OWN, endpoints_node)))
+    claims.append((vip_name, _Claim(_Kind.OWN, vip_node)))
+    claims.append((endpoints_name, _Claim(_Kind.OWN, endpoints_node)))
     srv_name = names.srv_name(service.name)
     if srv_name is not None:
-        claims.append(((False, srv_name), _Claim(_Kind.OWN, _srv_node(config, origin, ready))))
+        claims.append((srv_name, _Claim(_Kind.OWN, _srv_node(config, origin, ready))))
     for alias, node in (
         (names.dotted_alias(service.name), vip_node),
         (names.dotted_endpoints_alias(service.name), endpoints_node),
     ):
         if alias is not None:
-            claims.append(((False, alias), _Claim(_Kind.ALIAS, node)))
+            claims.append((alias, _Claim(_Kind.ALIAS, node)))
 
-    pointer = (Ptr(target=vip_name + origin),)
-    # One PTR claim per TTL, shared by every address of the service.
-    pointers = {
-        ttl: _Claim(_Kind.ADDRESS, Map({RecordType.PTR: RRset(ttl, pointer)}))
-        for ttl in (config.ttl, config.endpoints_ttl)
-    }
     known: dict[IPAddress, int] = {vip: config.ttl for vip in (service.vip, service.vip6) if vip}
     for endpoint in local:
         known.setdefault(endpoint.address, config.endpoints_ttl)
-    for address, ttl in known.items():
-        address_node = Map({record_type(address): RRset(config.endpoints_ttl, (address,))})
-        claims.append(((False, names.addr_name(address)), _Claim(_Kind.ADDRESS, address_node)))
-        claims.append(((True, names.reverse_name(address)), pointers[ttl]))
 
-    ancestors = frozenset(
-        owner[start:]
-        for (is_reverse, owner), _ in claims
-        if not is_reverse
-        for start in range(1, len(owner))
+    ancestors = {owner[start:] for owner, _ in claims for start in range(1, len(owner))}
+    if known:
+        ancestors.add((names.ADDR_LABEL,))
+    return _ServiceClaims(
+        claims=tuple(claims), ancestors=frozenset(ancestors), addresses=tuple(known.items())
     )
-    return _ServiceClaims(claims=tuple(claims), ancestors=ancestors)
 
 
 def _is_local(config: ZoneConfig, endpoint: Endpoint) -> bool:
@@ -446,14 +460,25 @@ def _merge(claims: Map[str, _Claim] | None) -> Node | None:
         for claim in claims.values():
             return claim.node
     ranked = sorted(claims.items(), key=lambda item: (item[1].kind is _Kind.ALIAS, item[0]))
-    _, first = ranked[0]
-    if first.kind is not _Kind.ADDRESS:
-        return first.node
-    # Every service at an address: PTR names each of them, the shortest TTL wins.
-    merged: dict[RecordType, tuple[int, dict[RecordData, None]]] = {}
-    for _, claim in ranked:
-        for rtype, rrset in claim.node.items():
-            ttl, items = merged.get(rtype, (rrset.ttl, {}))
-            items.update(dict.fromkeys(rrset.items))
-            merged[rtype] = (min(ttl, rrset.ttl), items)
-    return Map({rtype: RRset(ttl, tuple(items)) for rtype, (ttl, items) in merged.items()})
+    return ranked[0][1].node
+
+
+def address_node(zone: Zone, address: IPAddress) -> Node | None:
+    """The records of ``<hex>.addr`` for ``address``; None when the mesh has no such address."""
+    if address not in zone.addresses:
+        return None
+    return Map({record_type(address): RRset(zone.address_ttl, (address,))})
+
+
+def pointer_node(zone: Zone, address: IPAddress) -> Node | None:
+    """The PTR records of ``address``'s reverse name: every service there, the shortest
+    TTL of theirs; None when the mesh has no such address."""
+    services = zone.addresses.get(address)
+    if not services:
+        return None
+    targets = tuple(
+        Ptr(target=name + zone.origin)
+        for service in sorted(services)
+        if (name := names.service_name(service)) is not None
+    )
+    return Map({RecordType.PTR: RRset(min(services.values()), targets)})

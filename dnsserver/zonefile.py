@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
+from dnsserver import names
 from dnsserver.records import Name, Ns, Ptr, Record, RecordData, RecordType, Soa, Srv
-from dnsserver.zone import Zone
+from dnsserver.zone import Zone, address_node
 
 # The order records of one name are listed in, for a stable file.
 _TYPE_ORDER = (RecordType.SOA, RecordType.NS, RecordType.A, RecordType.AAAA, RecordType.SRV)
@@ -22,9 +23,13 @@ def zone_records(zone: Zone) -> list[Record]:
     """Every record of ``zone``, the SOA first (but not repeated last)."""
     soa = Record(owner=zone.origin, ttl=zone.negative_ttl, data=zone.soa)
     records = [soa]
-    for relative in sorted(zone.nodes):
+    # <hex>.addr names are answered from the address index, not held as nodes.
+    address_names = {names.addr_name(address): address for address in zone.addresses}
+    for relative in sorted(zone.nodes.keys() | address_names.keys()):
         owner = relative + zone.origin
-        node = zone.nodes[relative]
+        node = zone.nodes.get(relative)
+        if node is None:
+            node = address_node(zone, address_names[relative]) or {}
         for rtype in sorted(node, key=_type_rank):
             rrset = node[rtype]
             records.extend(Record(owner=owner, ttl=rrset.ttl, data=item) for item in rrset.items)

@@ -118,7 +118,7 @@ def tables(handler: Handler) -> dict:
         "soa": zones.soa,
         "clients": dict(zones.client_meshes),
         "meshes": {
-            name: (dict(tables.nodes), dict(tables.reverse))
+            name: (dict(tables.nodes), {a: dict(s) for a, s in tables.addresses.items()})
             for name, tables in zones.meshes.items()
         },
     }
