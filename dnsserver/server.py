@@ -10,8 +10,10 @@ queries are answered meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
+import socket
 import struct
 from collections.abc import Callable
 from typing import Any, cast
@@ -26,6 +28,9 @@ _LENGTH_PREFIX = struct.Struct("!H")
 # With port 0, UDP picks a free port and TCP must then get the same one; another
 # process may hold it on TCP, so try a few ports.
 _EPHEMERAL_BIND_ATTEMPTS = 20
+# A UDP receive buffer that holds a burst of some thousand queries while the loop is busy
+# elsewhere (a feed batch, an API request) instead of dropping them.
+_UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 # Past this many unsent bytes on a TCP connection, wait for the client to read.
 _WRITE_BUFFER_HIGH = 64 * 1024
 
@@ -121,6 +126,7 @@ class DnsServer:
             local_addr=(self._host, self._port),
             reuse_port=self._reuse_port or None,
         )
+        _enlarge_receive_buffer(udp.get_extra_info("socket"))
         port = udp.get_extra_info("sockname")[1]
         try:
             self._tcp = await asyncio.start_server(
@@ -241,3 +247,17 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for earlier replies (e.g. port unreachable): the client left.
         logger.debug("UDP error: %s", exc)
+
+
+def _enlarge_receive_buffer(sock: Any) -> None:
+    """Ask for a large UDP receive buffer: past net.core.rmem_max when allowed (root)."""
+    if sock is None:
+        return
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    try:
+        if force is None:
+            raise PermissionError
+        sock.setsockopt(socket.SOL_SOCKET, force, _UDP_RECEIVE_BUFFER)
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RECEIVE_BUFFER)
