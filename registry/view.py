@@ -47,8 +47,11 @@ class DataplaneState:
         return {inbound.service for inbound in self.inbounds}
 
     @property
-    def addresses(self) -> set[IPAddress]:
-        return {self.address, *(inbound.address for inbound in self.inbounds)}
+    def addresses(self) -> tuple[IPAddress, ...]:
+        """Its distinct addresses; most inbounds share the dataplane's own, and hashing an
+        address (ipaddress hashes its hex string) is what a large load spends most on."""
+        others = [inbound.address for inbound in self.inbounds if inbound.address != self.address]
+        return (self.address, *dict.fromkeys(others)) if others else (self.address,)
 
 
 class RegistryView:
@@ -78,12 +81,14 @@ class RegistryView:
         """
         touched_services: set[ServiceKey] = set()
         touched_addresses: set[IPAddress] = set()
+        cold = not self._dataplanes
         for key, state in dataplanes.items():
             old = self._dataplanes.pop(key, None)
             if old is not None:
                 self._forget(old, touched_services, touched_addresses)
             if state is not None:
-                self._remember(state, touched_services, touched_addresses)
+                # A cold load rebuilds the whole client map; no need to note addresses.
+                self._remember(state, touched_services, None if cold else touched_addresses)
         for service_key, vip in vips.items():
             if vip is None:
                 self._vips.pop(service_key, None)
@@ -99,7 +104,10 @@ class RegistryView:
             touched_meshes.add(mesh)
 
         changed_services = self._rebuild_services(touched_services)
-        clients_changed = self._rebuild_clients(touched_addresses)
+        if cold:
+            clients_changed = self._build_clients()
+        else:
+            clients_changed = self._rebuild_clients(touched_addresses)
         self.snapshot = Snapshot(
             revision=revision,
             meshes=self._rebuild_meshes(touched_meshes | {mesh for mesh, _ in changed_services}),
@@ -129,7 +137,7 @@ class RegistryView:
     # -- bookkeeping ----------------------------------------------------------------------
 
     def _remember(
-        self, state: DataplaneState, services: set[ServiceKey], addresses: set[IPAddress]
+        self, state: DataplaneState, services: set[ServiceKey], addresses: set[IPAddress] | None
     ) -> None:
         key = (state.mesh, state.name)
         self._dataplanes[key] = state
@@ -138,7 +146,8 @@ class RegistryView:
             services.add((state.mesh, service))
         for address in state.addresses:
             self._owners.setdefault(address, set()).add(key)
-            addresses.add(address)
+            if addresses is not None:
+                addresses.add(address)
 
     def _forget(
         self, state: DataplaneState, services: set[ServiceKey], addresses: set[IPAddress]
@@ -202,6 +211,14 @@ class RegistryView:
             services[mesh] = updated.finish()
         self._services = services.finish()
         return changed
+
+    def _build_clients(self) -> bool:
+        """All of the client map at once: a cold load touches every address anyway."""
+        # The first mesh by name, so an address in two meshes always maps the same way.
+        self._clients = immutables.Map(
+            (address, min(owners)[0]) for address, owners in self._owners.items()
+        )
+        return bool(self._clients)
 
     def _rebuild_clients(self, addresses: set[IPAddress]) -> bool:
         clients = self._clients.mutate()
