@@ -7,8 +7,9 @@ A worker is read-only: no API, no liveness, no migrations, no NOTIFY. It learns 
 writes as any reader does: by LISTEN on Postgres (polling as a fallback), by polling
 every :data:`SQLITE_WORKER_POLL` seconds on SQLite, which has no notifications.
 
-A worker's standard input is a pipe from its parent: when it closes (the parent
-exited, however it died), the worker stops; so does it on SIGTERM.
+A worker's standard input is a pipe from its parent: its first line is the settings
+(JSON); when it closes (the parent exited, however it died), the worker stops; so does
+it on SIGTERM.
 """
 
 from __future__ import annotations
@@ -50,18 +51,22 @@ class Workers:
 
     async def start(self) -> None:
         """Start every worker and wait until each is loaded and listening."""
-        given = json.dumps(dataclasses.asdict(self._settings))
+        # The settings go through the pipe, not the command line, which `ps` shows to
+        # everyone (a database URL may hold a password).
+        given = json.dumps(dataclasses.asdict(self._settings)).encode() + b"\n"
         for index in range(1, self._count):
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "meshdns.workers",
-                given,
                 str(self._port),
                 str(index),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )
+            assert process.stdin is not None
+            process.stdin.write(given)
+            await process.stdin.drain()
             self.processes.append(process)
         for index, process in enumerate(self.processes, start=1):
             assert process.stdout is not None
@@ -137,14 +142,14 @@ async def run_worker(settings: Settings, port: int, index: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    given: dict[str, Any] = json.loads(argv[0])
+    given: dict[str, Any] = json.loads(sys.stdin.buffer.readline())
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     values: dict[str, Any] = {
         name: tuple(value) if isinstance(fields[name].default, tuple) else value
         for name, value in given.items()
     }
     settings = Settings(**values)
-    port, index = int(argv[1]), int(argv[2])
+    port, index = int(argv[0]), int(argv[1])
     logging.basicConfig(
         level=settings.log_level.upper(),
         format=f"%(asctime)s %(levelname)s %(name)s[worker {index}]: %(message)s",
