@@ -56,6 +56,10 @@ def test_axfr_sends_the_default_mesh_between_two_soas():
     assert "web.mesh. AAAA fd00::2" in records
     assert "_backend._tcp.mesh. SRV 0 1 8080 0a000001.addr.mesh." in records
     assert "ns.mesh. A 127.0.0.53" in records
+    # The SRV targets' and VIPs' <hex>.addr names, so a secondary resolves them too.
+    assert "0a000001.addr.mesh. A 10.0.0.1" in records
+    assert "f0000002.addr.mesh. A 240.0.0.2" in records
+    assert "0a000002.addr.mesh. A 10.0.0.2" in records  # not ready, still an address
     assert not any("only-other" in record for record in records)  # another mesh
     assert not any("arpa" in record for record in records)  # not this zone's names
 
