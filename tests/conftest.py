@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 
 from registry.database import create_engine, upgrade
 from registry.store import Store, VipSettings
+from tests.helpers import Meshdns
 
 T = TypeVar("T")
 
@@ -232,3 +233,18 @@ async def make_store(database_url: str) -> AsyncIterator[Callable[..., Store]]:
 def store(make_store: Callable[..., Store]) -> Store:
     """A Store with default VIP settings over a fresh migrated database."""
     return make_store()
+
+
+@pytest.fixture
+def start_meshdns(tmp_path: Path) -> Iterator[Callable[..., Meshdns]]:
+    """Start real `meshdns serve` processes; all are stopped at the end of the test."""
+    started: list[Meshdns] = []
+
+    def start(database_url: str, *extra: str) -> Meshdns:
+        server = Meshdns(database_url=database_url, cwd=tmp_path, extra=extra).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

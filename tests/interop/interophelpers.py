@@ -1,13 +1,29 @@
-"""Servers the interop tests run meshdns's DNS server in."""
+"""What the interop tests share: a DNS server in a thread, and real clients' output read back."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
 import threading
+from dataclasses import dataclass
 
 from dnsserver import DnsServer, Handler
 from dnsserver.forward import Forwarder, UpstreamServer
 from tests.dns.stubupstream import StubUpstream
+from tests.helpers import require_tool
+
+CLIENT_OPTIONS = {"dig": ["+tries=1", "+time=5"], "kdig": ["+retry=0", "+timeout=5"]}
+
+
+@dataclass
+class Reply:
+    status: str
+    flags: set[str]
+    sections: dict[str, list[list[str]]]
+
+    def data(self, section: str = "ANSWER") -> list[str]:
+        return sorted(" ".join(record[4:]) for record in self.sections[section])
 
 
 class ServerThread:
@@ -47,3 +63,29 @@ class ServerThread:
 
 def forwarder_for(upstream: StubUpstream) -> Forwarder:
     return Forwarder([UpstreamServer.parse(upstream.address)])
+
+
+def run(client: str, server: DnsServer, name: str, rdtype: str, *options: str) -> Reply:
+    command = [require_tool(client), f"@{server.host}", "-p", str(server.port), name, rdtype]
+    command += [*CLIENT_OPTIONS[client], *options]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return read_output(done.stdout)
+
+
+def read_output(output: str) -> Reply:
+    """Read dig's or kdig's output; they differ in punctuation, not in substance."""
+    status = re.search(r"status: (\w+)", output)
+    flags = re.search(r";; flags: ([a-z ]*);", output, re.IGNORECASE)
+    assert status and flags, output
+    sections: dict[str, list[list[str]]] = {"ANSWER": [], "AUTHORITY": [], "ADDITIONAL": []}
+    current = None
+    for line in output.splitlines():
+        heading = re.match(r";; (\w+) SECTION:", line)
+        if heading:
+            current = heading.group(1)
+        elif not line.strip():
+            current = None
+        elif current in sections and not line.startswith(";"):
+            sections[current].append(line.split())
+    return Reply(status.group(1), set(flags.group(1).split()), sections)

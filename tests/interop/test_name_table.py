@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from ipaddress import ip_network
 
 import pytest
@@ -13,26 +10,14 @@ import pytest
 from dnsserver import DnsServer, Handler
 from tests.dns.dnstesting import REVISION, snapshot, standard_config, standard_snapshot
 from tests.dns.stubupstream import UPSTREAM_A
-from tests.helpers import require_tool
-from tests.interop.interophelpers import ServerThread, forwarder_for
+from tests.interop.interophelpers import CLIENT_OPTIONS, ServerThread, forwarder_for, run
 
 pytestmark = pytest.mark.interop
 
-CLIENT_OPTIONS = {"dig": ["+tries=1", "+time=5"], "kdig": ["+retry=0", "+timeout=5"]}
 # Outside the recursion ACL (127.0.0.1/32), and a dataplane of the mesh "other".
 OUTSIDER = "127.0.0.2"
 OTHER_MESH_CLIENT = "127.0.0.3"
 SOA = ["ns.mesh.", "hostmaster.mesh.", str(REVISION), "3600", "600", "86400", "30"]
-
-
-@dataclass
-class Reply:
-    status: str
-    flags: set[str]
-    sections: dict[str, list[list[str]]]
-
-    def data(self, section: str = "ANSWER") -> list[str]:
-        return sorted(" ".join(record[4:]) for record in self.sections[section])
 
 
 @pytest.fixture(scope="module")
@@ -43,32 +28,6 @@ def server(upstream) -> Iterator[DnsServer]:
     handler = Handler(config, view, forwarding=True)
     with ServerThread(handler, forwarder_for(upstream)) as server:
         yield server
-
-
-def run(client: str, server: DnsServer, name: str, rdtype: str, *options: str) -> Reply:
-    command = [require_tool(client), f"@{server.host}", "-p", str(server.port), name, rdtype]
-    command += [*CLIENT_OPTIONS[client], *options]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return read_output(done.stdout)
-
-
-def read_output(output: str) -> Reply:
-    """Read dig's or kdig's output; they differ in punctuation, not in substance."""
-    status = re.search(r"status: (\w+)", output)
-    flags = re.search(r";; flags: ([a-z ]*);", output, re.IGNORECASE)
-    assert status and flags, output
-    sections: dict[str, list[list[str]]] = {"ANSWER": [], "AUTHORITY": [], "ADDITIONAL": []}
-    current = None
-    for line in output.splitlines():
-        heading = re.match(r";; (\w+) SECTION:", line)
-        if heading:
-            current = heading.group(1)
-        elif not line.strip():
-            current = None
-        elif current in sections and not line.startswith(";"):
-            sections[current].append(line.split())
-    return Reply(status.group(1), set(flags.group(1).split()), sections)
 
 
 BACKEND_SRV = [

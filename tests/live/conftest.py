@@ -1,22 +1,22 @@
-"""Fixtures for the live-registry tests: a private Postgres to take down, serve processes.
+"""Fixtures for the live-registry tests: a private Postgres to take down.
 
 - ``private_postgres``: a :class:`~tests.pgcluster.PostgresCluster` of this test's own,
   running, whose ``postgres`` database is migrated by ``meshdns migrate``; ``.url`` is
   its SQLAlchemy URL. The test may ``stop()`` and ``start()`` it. Skipped with the
   reason when this machine cannot run one (no initdb/pg_ctl, or root without runuser or
   a ``postgres`` user), except under ``CI=true``, where that fails.
-- ``start_meshdns``: ``start_meshdns(url, *options)`` starts a real ``meshdns serve`` on
-  free ports and waits for ``/readyz``; all are stopped at the end of the test.
+
+``start_meshdns`` (real ``meshdns serve`` processes) comes from tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import IN_CI, MESHDNS, ROOT, Meshdns
+from tests.helpers import IN_CI, MESHDNS, ROOT
 from tests.pgcluster import ClusterUnavailable, PostgresCluster
 
 
@@ -55,18 +55,3 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield PrivatePostgres(cluster)
     finally:
         cluster.cleanup()
-
-
-@pytest.fixture
-def start_meshdns(tmp_path) -> Iterator[Callable[..., Meshdns]]:
-    """Start real `meshdns serve` processes; all are stopped at the end of the test."""
-    started: list[Meshdns] = []
-
-    def start(database_url: str, *extra: str) -> Meshdns:
-        server = Meshdns(database_url=database_url, cwd=tmp_path, extra=extra).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
