@@ -25,6 +25,7 @@ from meshdns.workers import Workers, server_id
 from registry.agent_api import agent_router
 from registry.api import create_app
 from registry.database import check_schema_current, create_engine, upgrade
+from registry.errors import RegistryError
 from registry.follower import RegistryFollower
 from registry.liveness import Liveness, LivenessSettings
 from registry.service_feed import ServiceFeed
@@ -167,7 +168,13 @@ async def serve(settings: Settings) -> None:
             "feed": {"connected": follower.connected, "listening": follower.listening},
         }
 
-    app = create_app(store, ready=readiness, on_change=follower.wake, version=__version__)
+    async def written() -> None:
+        # Read your writes: answer a write once this server's own DNS has it. Bounded,
+        # so a slow feed delays the answer at most a second, never fails the write.
+        with contextlib.suppress(RegistryError):
+            await follower.wait_for(await store.revision(), timeout=1.0)
+
+    app = create_app(store, ready=readiness, on_change=written, version=__version__)
     app.include_router(agent_router(store, liveness, feed, agent_config(settings)))
     api = _ApiServer(
         uvicorn.Config(

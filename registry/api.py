@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import yaml
@@ -157,18 +157,19 @@ def create_app(
     store: Store,
     *,
     ready: Callable[[], dict[str, Any]] | None = None,
-    on_change: Callable[[], None] | None = None,
+    on_change: Callable[[], Awaitable[None]] | None = None,
     version: str = "0",
 ) -> FastAPI:
-    """The API application over `store`; `on_change` is called after every committed write."""
+    """The API application over `store`; `on_change` is awaited after every committed write
+    (`serve` uses it to answer only once its own DNS has the write)."""
     app = FastAPI(title="meshdns", version=version, docs_url=None, redoc_url=None)
     app.add_exception_handler(RegistryError, _registry_error)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(Exception, _unexpected)
 
-    def changed() -> None:
+    async def changed() -> None:
         if on_change is not None:
-            on_change()
+            await on_change()
 
     @app.get("/")
     async def index() -> dict[str, Any]:
@@ -200,13 +201,13 @@ def create_app(
         resource = parse_resource(document)
         assert isinstance(resource, Mesh)
         created = await store.put(resource)
-        changed()
+        await changed()
         return JSONResponse({}, status_code=201 if created else 200)
 
     @app.delete("/meshes/{mesh}")
     async def delete_mesh(mesh: str) -> dict:
         await store.delete_mesh(mesh)
-        changed()
+        await changed()
         return {}
 
     @app.get("/meshes/{mesh}/dataplanes")
@@ -232,13 +233,13 @@ def create_app(
         resource = parse_resource(document)
         assert isinstance(resource, Dataplane)
         created = await store.put(resource)
-        changed()
+        await changed()
         return JSONResponse({}, status_code=201 if created else 200)
 
     @app.delete("/meshes/{mesh}/dataplanes/{name}")
     async def delete_dataplane(mesh: str, name: str) -> dict:
         await store.delete_dataplane(mesh, name)
-        changed()
+        await changed()
         return {}
 
     @app.get("/meshes/{mesh}/services")
@@ -260,7 +261,7 @@ def create_app(
             )
         resources = parse_resources(items)
         created = await store.put_many(resources)
-        changed()
+        await changed()
         return {
             "items": [
                 {**identity(resource), "status": "Created" if new else "Updated"}

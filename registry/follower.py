@@ -49,6 +49,7 @@ class RegistryFollower:
         self.connected = False
         self.last_apply_seconds = 0.0  # time to apply the last batch, for benchmarks
         self._wake = asyncio.Event()
+        self._progress = asyncio.Event()  # set, and replaced, whenever the cursor moves
         self._listener = (
             Listener(store.engine.url.render_as_string(hide_password=False), self.wake)
             if backend == "postgresql"
@@ -67,6 +68,18 @@ class RegistryFollower:
     def wake(self) -> None:
         """Read the feed now, e.g. right after this process committed a write."""
         self._wake.set()
+
+    async def wait_for(self, revision: int, timeout: float) -> bool:
+        """Wait until the snapshot holds `revision` (or `timeout` passes); whether it does."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.revision is None or self.revision < revision:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            self.wake()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+        return True
 
     async def load(self) -> None:
         """Read the whole registry and publish it: the cold start."""
@@ -94,6 +107,8 @@ class RegistryFollower:
             self.publish(self.view.snapshot, None if full else delta)
         self.revision = batch.revision
         self.last_apply_seconds = time.perf_counter() - started
+        self._progress.set()
+        self._progress = asyncio.Event()
 
     async def run(self) -> None:
         """Follow the feed until cancelled."""

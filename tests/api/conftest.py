@@ -12,7 +12,11 @@ from registry.api import create_app
 async def client(store) -> AsyncIterator[httpx.AsyncClient]:
     """The API over a real store (SQLite and Postgres), spoken to in-process over ASGI."""
     changes: list[None] = []
-    app = create_app(store, on_change=lambda: changes.append(None))
+
+    async def on_change() -> None:
+        changes.append(None)
+
+    app = create_app(store, on_change=on_change)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://meshdns") as http:
         http.changes = changes  # type: ignore[attr-defined]

@@ -176,3 +176,23 @@ def test_serve_refuses_a_postgres_database_behind_migrations(empty_postgres_url,
         assert httpx.get(server.api + "/meshes").json()["total"] == 1
     finally:
         server.stop()
+
+
+def test_a_write_is_in_the_writers_dns_when_the_api_answers(start_meshdns, database_url):
+    """Read your writes: once a PUT is answered, the same server's DNS has it."""
+    server = start_meshdns(database_url)
+    for number in range(20):
+        body = {
+            "type": "Dataplane",
+            "mesh": "default",
+            "name": f"ryw-{number}",
+            "networking": {
+                "address": f"127.0.40.{number + 1}",
+                "inbound": [{"port": 80, "tags": {"kuma.io/service": f"ryw-{number}"}}],
+            },
+        }
+        response = httpx.put(f"{server.api}/meshes/default/dataplanes/ryw-{number}", json=body)
+        assert response.status_code == 201, response.text
+        query = dns.message.make_query(f"ryw-{number}.mesh.", dns.rdatatype.A)
+        reply = dns.query.udp(query, "127.0.0.1", port=server.dns_port, timeout=3)
+        assert reply.rcode() == dns.rcode.NOERROR, f"ryw-{number}.mesh not there yet"

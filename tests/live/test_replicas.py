@@ -40,13 +40,15 @@ def test_a_write_through_one_replica_is_answered_by_the_other(postgres_database_
     assert created.status_code == 201, created.text
     seen(b.dns_port, "ping.endpoints.mesh", ("NOERROR", ("127.0.30.1",)).__eq__, "create via A")
     vip_in_b = seen(b.dns_port, "ping.mesh", has_addresses, "VIP via A")
-    assert resolve(a.dns_port, "ping.mesh") == vip_in_b, "the replicas disagree on the VIP"
+    # The writer's own DNS follows the same feed (woken in-process): it too gets there,
+    # though not necessarily before the other replica does.
+    seen(a.dns_port, "ping.mesh", vip_in_b.__eq__, "VIP in the writing replica")
 
     created = put_dataplane(b.api, dataplane("pong-1", "pong", "127.0.31.1"))
     assert created.status_code == 201, created.text
     seen(a.dns_port, "pong.endpoints.mesh", ("NOERROR", ("127.0.31.1",)).__eq__, "create via B")
     vip_in_a = seen(a.dns_port, "pong.mesh", has_addresses, "VIP via B")
-    assert resolve(b.dns_port, "pong.mesh") == vip_in_a, "the replicas disagree on the VIP"
+    seen(b.dns_port, "pong.mesh", vip_in_a.__eq__, "VIP in the writing replica")
     assert vip_in_a != vip_in_b
 
     # A changed endpoint, and a second replica of a service, through the other side.
