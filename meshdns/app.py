@@ -184,6 +184,9 @@ async def serve(settings: Settings) -> None:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            # Agents keep one connection for heartbeats: uvicorn's default 5 s idle close
+            # equals the default interval, so a close would cross a heartbeat in flight.
+            timeout_keep_alive=int(settings.heartbeat_interval * 3) + 5,
         )
     )
     dns = DnsServer(
