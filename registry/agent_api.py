@@ -22,14 +22,12 @@ from fastapi.responses import JSONResponse, Response
 from registry.api import (
     OffsetQuery,
     SizeQuery,
-    _fill_identity,
     _listing,
     _tag_filter,
-    read_document,
+    read_dataplane,
     render,
 )
 from registry.liveness import Insight, Liveness
-from registry.schema import Dataplane, parse_resource
 from registry.service_feed import ServiceFeed
 from registry.store import Store, Stored
 
@@ -82,12 +80,7 @@ def agent_router(
 
     @router.post("/meshes/{mesh}/dataplanes/{name}/connect")
     async def connect(mesh: str, name: str, request: Request) -> JSONResponse:
-        document = _fill_identity(
-            await read_document(request), {"type": "Dataplane", "mesh": mesh, "name": name}
-        )
-        resource = parse_resource(document)
-        assert isinstance(resource, Dataplane)
-        created = await liveness.connect(resource)
+        created = await liveness.connect(await read_dataplane(request, mesh, name))
         return JSONResponse(
             {
                 "heartbeatInterval": liveness.settings.heartbeat_interval,

@@ -103,6 +103,16 @@ def _fill_identity(document: Any, expected: dict[str, str]) -> Any:
     return {**expected, **document}
 
 
+async def read_dataplane(request: Request, mesh: str, name: str) -> Dataplane:
+    """The Dataplane a request body describes, at the mesh and name of its URL."""
+    document = _fill_identity(
+        await read_document(request), {"type": "Dataplane", "mesh": mesh, "name": name}
+    )
+    resource = parse_resource(document)
+    assert isinstance(resource, Dataplane)
+    return resource
+
+
 def render(stored: Stored) -> dict[str, Any]:
     """A stored resource as Kuma's API shows it."""
     body = stored.resource.dump()
@@ -227,12 +237,7 @@ def create_app(
 
     @app.put("/meshes/{mesh}/dataplanes/{name}")
     async def put_dataplane(mesh: str, name: str, request: Request) -> JSONResponse:
-        document = _fill_identity(
-            await read_document(request), {"type": "Dataplane", "mesh": mesh, "name": name}
-        )
-        resource = parse_resource(document)
-        assert isinstance(resource, Dataplane)
-        created = await store.put(resource)
+        created = await store.put(await read_dataplane(request, mesh, name))
         await changed()
         return JSONResponse({}, status_code=201 if created else 200)
 

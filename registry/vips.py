@@ -213,19 +213,7 @@ async def _reuse_quarantined(
 ) -> Vip:
     """Hand the longest-expired quarantined address of the range to (mesh, service)."""
     first, last = usable_range(settings.cidr)
-    cutoff = now - timedelta(seconds=settings.quarantine_seconds)
-    row = (
-        await connection.execute(
-            select(VipRow.id, VipRow.address, VipRow.address6, VipRow.released_at)
-            .where(
-                VipRow.address.between(first, last),
-                VipRow.released_at.is_not(None),
-                VipRow.released_at <= cutoff,
-            )
-            .order_by(VipRow.released_at, VipRow.id)
-            .limit(1)
-        )
-    ).one_or_none()
+    row = await _oldest_expired(connection, VipRow.address, first, last, settings, now)
     if row is None:
         raise VipPoolExhausted(
             f"no virtual IP is free in {settings.cidr}: every address is in use or in "
@@ -265,19 +253,7 @@ async def _pick_address6(
     if highest < last:
         return encode6(IPv6Address(highest) + 1)
     # Used up to its end (only a tiny range can be): take an expired quarantined one.
-    cutoff = now - timedelta(seconds=settings.quarantine_seconds)
-    row = (
-        await connection.execute(
-            select(VipRow.id, VipRow.address6)
-            .where(
-                VipRow.address6.between(first, last),
-                VipRow.released_at.is_not(None),
-                VipRow.released_at <= cutoff,
-            )
-            .order_by(VipRow.released_at, VipRow.id)
-            .limit(1)
-        )
-    ).one_or_none()
+    row = await _oldest_expired(connection, VipRow.address6, first, last, settings, now)
     if row is None:
         raise VipPoolExhausted(
             f"no IPv6 virtual IP is free in {network}: every address is in use or in "
@@ -291,3 +267,27 @@ async def _pick_address6(
     if result.rowcount != 1:
         raise _LostRace
     return str(row.address6)
+
+
+async def _oldest_expired(
+    connection: AsyncConnection,
+    column: Any,
+    first: Any,
+    last: Any,
+    settings: VipSettings,
+    now: datetime,
+) -> Any:
+    """The row whose quarantine ended longest ago with `column` in [first, last]; or None."""
+    cutoff = now - timedelta(seconds=settings.quarantine_seconds)
+    return (
+        await connection.execute(
+            select(VipRow.id, VipRow.address, VipRow.address6, VipRow.released_at)
+            .where(
+                column.between(first, last),
+                VipRow.released_at.is_not(None),
+                VipRow.released_at <= cutoff,
+            )
+            .order_by(VipRow.released_at, VipRow.id)
+            .limit(1)
+        )
+    ).one_or_none()
