@@ -48,13 +48,39 @@ class ServiceView:
         return tuple(endpoint for endpoint in self.endpoints if endpoint.serving)
 
 
+ANY_SERVICE = "*"  # a TrafficPermission match on any service
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficRule:
+    """One TrafficPermission, by ``kuma.io/service``: who may reach whom (``*``: anyone)."""
+
+    sources: frozenset[str]
+    destinations: frozenset[str]
+
+    def allows(self, clients: frozenset[str], service: str) -> bool:
+        """Whether a client serving ``clients`` (none: not a dataplane) may reach ``service``."""
+        if ANY_SERVICE not in self.destinations and service not in self.destinations:
+            return False
+        return ANY_SERVICE in self.sources or not self.sources.isdisjoint(clients)
+
+
 @dataclass(frozen=True, slots=True)
 class MeshView:
-    """A mesh and the services registered in it, keyed by service name."""
+    """A mesh and the services registered in it, keyed by service name.
+
+    ``services`` are this zone's own. ``remote`` are the services other zones' ingresses
+    offer in this mesh: each with its VIP in this zone and, as endpoints, where a client
+    here connects to reach it (the offering ingress, or this zone's egress), each endpoint
+    carrying the offering zone. Who may see a remote service is the DNS server's call,
+    from ``mtls`` and ``permissions`` (DESIGN, "Multi-zone").
+    """
 
     name: str
     mtls: bool = False
     services: Mapping[str, ServiceView] = field(default_factory=lambda: _EMPTY)
+    remote: Mapping[str, ServiceView] = field(default_factory=lambda: _EMPTY)
+    permissions: tuple[TrafficRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +91,9 @@ class Snapshot:
     meshes: Mapping[str, MeshView] = field(default_factory=lambda: _EMPTY)
     # The mesh of each dataplane address, so a query can be answered in its client's mesh.
     dataplane_meshes: Mapping[IPAddress, str] = field(default_factory=lambda: _EMPTY)
+    # The services of the dataplanes at each address (in its mesh): what TrafficPermission
+    # sources are matched against.
+    client_services: Mapping[IPAddress, frozenset[str]] = field(default_factory=lambda: _EMPTY)
 
     @classmethod
     def empty(cls) -> Snapshot:
@@ -83,8 +112,11 @@ class Delta:
     services: frozenset[tuple[str, str]] = frozenset()
     # Meshes that appeared, went away or whose own settings (such as mTLS) changed.
     meshes: frozenset[str] = frozenset()
-    # Whether Snapshot.dataplane_meshes changed.
+    # Whether Snapshot.dataplane_meshes or client_services changed.
     clients: bool = False
+    # Meshes whose remote services or traffic permissions changed (their own services
+    # did not, unless listed above).
+    remote: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
-        return bool(self.services or self.meshes or self.clients)
+        return bool(self.services or self.meshes or self.clients or self.remote)
