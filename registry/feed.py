@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,14 +32,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registry.models import ChangeRow, RegistryStateRow
+from registry.snapshot import TrafficRule
 from registry.snapshot_reader import (
     Vip,
     read_dataplanes,
+    read_egresses,
+    read_ingresses,
     read_meshes,
+    read_permissions,
     read_revision,
     read_vips,
 )
-from registry.view import DataplaneState
+from registry.view import DataplaneState, EgressState, IngressState
 
 log = logging.getLogger("meshdns.feed")
 
@@ -194,6 +198,9 @@ class FeedBatch:
     meshes: dict[str, bool | None]
     dataplanes: dict[tuple[str, str], DataplaneState | None]
     vips: dict[tuple[str, str], Vip | None]
+    ingresses: dict[str, IngressState | None] = field(default_factory=dict)
+    egresses: dict[str, EgressState | None] = field(default_factory=dict)
+    permissions: dict[tuple[str, str], TrafficRule | None] = field(default_factory=dict)
 
 
 async def read_all(connection: AsyncConnection) -> FeedBatch:
@@ -202,7 +209,16 @@ async def read_all(connection: AsyncConnection) -> FeedBatch:
     meshes = await read_meshes(connection)
     dataplanes = await read_dataplanes(connection)
     vips = await read_vips(connection)
-    return FeedBatch(revision, (), dict(meshes), dict(dataplanes), dict(vips))
+    return FeedBatch(
+        revision,
+        (),
+        dict(meshes),
+        dict(dataplanes),
+        dict(vips),
+        ingresses=dict(await read_ingresses(connection)),
+        egresses=dict(await read_egresses(connection)),
+        permissions=dict(await read_permissions(connection)),
+    )
 
 
 async def read_batch(
@@ -222,9 +238,18 @@ async def read_batch(
     }
     meshes = await read_meshes(connection, mesh_names)
     dataplanes = await read_dataplanes(connection, dataplane_keys)
+    ingress_names = {change.name for change in changes if change.kind == "ZoneIngress"}
+    egress_names = {change.name for change in changes if change.kind == "ZoneEgress"}
+    permission_keys = {
+        (change.mesh, change.name) for change in changes if change.kind == "TrafficPermission"
+    }
+    ingresses = await read_ingresses(connection, ingress_names) if ingress_names else {}
+    egresses = await read_egresses(connection, egress_names) if egress_names else {}
+    rules = await read_permissions(connection, permission_keys) if permission_keys else {}
     services = old_services(dataplane_keys) | {
         (state.mesh, service) for state in dataplanes.values() for service in state.services
     }
+    services |= {key for ingress in ingresses.values() for key in ingress.services}
     vips = await read_vips(connection, services)
     return FeedBatch(
         revision=changes[-1].revision,
@@ -232,4 +257,7 @@ async def read_batch(
         meshes={name: meshes.get(name) for name in mesh_names},
         dataplanes={key: dataplanes.get(key) for key in dataplane_keys},
         vips={key: vips.get(key) for key in services},
+        ingresses={name: ingresses.get(name) for name in ingress_names},
+        egresses={name: egresses.get(name) for name in egress_names},
+        permissions={key: rules.get(key) for key in permission_keys},
     )

@@ -102,7 +102,7 @@ class RegistryFollower:
 
     def _apply(self, batch: FeedBatch, *, full: bool) -> None:
         started = time.perf_counter()
-        delta = self.view.apply(batch.revision, batch.meshes, batch.dataplanes, batch.vips)
+        delta = self.view.apply_batch(batch)
         if full or delta:
             self.publish(self.view.snapshot, None if full else delta)
         self.revision = batch.revision

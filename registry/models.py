@@ -81,6 +81,8 @@ class DataplaneRow(Base):
     # networking.address and advertisedAddress, kept as columns so a snapshot needs no JSON.
     address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))
     advertised_address: Mapped[str | None] = mapped_column(String(ADDRESS_LENGTH))
+    # The zone it was replicated from (its kuma.io/zone label); None: this registry's own.
+    zone: Mapped[str | None] = mapped_column(String(NAME_LENGTH), index=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -179,3 +181,82 @@ class DataplaneInsightRow(Base):
     connected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ZoneIngressRow(Base):
+    """A zone ingress; ``zone`` None is this registry's own (not replicated)."""
+
+    __tablename__ = "zone_ingresses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    zone: Mapped[str | None] = mapped_column(String(NAME_LENGTH), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class IngressServiceRow(Base):
+    """A service an ingress offers, normalised so VIPs can tell whether it is still offered."""
+
+    __tablename__ = "ingress_services"
+    __table_args__ = (Index(None, "mesh", "service"),)
+
+    ingress_id: Mapped[int] = mapped_column(
+        ForeignKey("zone_ingresses.id", ondelete="CASCADE"), primary_key=True
+    )
+    mesh: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    service: Mapped[str] = mapped_column(String, primary_key=True)
+    instances: Mapped[int] = mapped_column(Integer)
+
+
+class ZoneEgressRow(Base):
+    __tablename__ = "zone_egresses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    zone: Mapped[str | None] = mapped_column(String(NAME_LENGTH), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TrafficPermissionRow(Base):
+    __tablename__ = "traffic_permissions"
+    __table_args__ = (UniqueConstraint("mesh_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mesh_id: Mapped[int] = mapped_column(ForeignKey("meshes.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ZoneRow(Base):
+    """A zone known to the global control plane. ``last_seen`` is the sync worker's last
+    contact (written often, no feed change), from which the zone's status is told."""
+
+    __tablename__ = "zones"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SyncCursorRow(Base):
+    """How far the sync worker has replicated a source's change feed into this database.
+
+    Written in the same transaction as the rows it covers, so a worker killed at any
+    point resumes exactly where the target's state says it is.
+    """
+
+    __tablename__ = "sync_cursors"
+
+    source: Mapped[str] = mapped_column(String(NAME_LENGTH + 8), primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -200,8 +200,104 @@ class Mesh(_Resource):
         return bool(self.mtls and self.mtls.enabled_backend)
 
 
-Resource = Mesh | Dataplane
-RESOURCE_TYPES: dict[str, type[Mesh] | type[Dataplane]] = {"Mesh": Mesh, "Dataplane": Dataplane}
+class ZoneIngressNetworking(_Model):
+    address: IPString
+    port: Port
+    advertised_address: IPString | None = Field(None, alias="advertisedAddress")
+    advertised_port: Port | None = Field(None, alias="advertisedPort")
+    admin: dict[str, Any] | None = None
+
+    @property
+    def public(self) -> tuple[str, int]:
+        """Where other zones connect: the advertised address and port when given."""
+        return self.advertised_address or self.address, self.advertised_port or self.port
+
+
+class AvailableService(_Model):
+    """A service a zone ingress offers: its tags, mesh and how many instances serve it."""
+
+    tags: Tags
+    instances: Annotated[int, Field(ge=0, strict=True)] = 0
+    mesh: ResourceName = "default"
+    external_service: bool | None = Field(None, alias="externalService")
+
+    @field_validator("tags")
+    @classmethod
+    def _has_service(cls, tags: dict[str, str]) -> dict[str, str]:
+        if not tags.get(SERVICE_TAG):
+            raise ValueError(f'tag "{SERVICE_TAG}" has to exist')
+        return tags
+
+    @property
+    def service(self) -> str:
+        return self.tags[SERVICE_TAG]
+
+
+class ZoneIngress(_Resource):
+    """A zone's entry point for traffic from other zones (not mesh-scoped).
+
+    ``availableServices`` are computed by its zone: written by the sync worker, not by
+    whoever registers the ingress.
+    """
+
+    type: Literal["ZoneIngress"] = "ZoneIngress"
+    zone: ResourceName | None = None
+    networking: ZoneIngressNetworking
+    available_services: tuple[AvailableService, ...] = Field((), alias="availableServices")
+
+
+class ZoneEgressNetworking(_Model):
+    address: IPString
+    port: Port
+    admin: dict[str, Any] | None = None
+
+
+class ZoneEgress(_Resource):
+    """A zone's way out: cross-zone traffic from this zone's dataplanes goes through it."""
+
+    type: Literal["ZoneEgress"] = "ZoneEgress"
+    zone: ResourceName | None = None
+    networking: ZoneEgressNetworking
+
+
+class Selector(_Model):
+    match: Tags
+
+    @field_validator("match")
+    @classmethod
+    def _has_service(cls, match: dict[str, str]) -> dict[str, str]:
+        if not match.get(SERVICE_TAG):
+            raise ValueError(f'tag "{SERVICE_TAG}" has to exist')
+        return match
+
+    @property
+    def service(self) -> str:
+        return self.match[SERVICE_TAG]
+
+
+class TrafficPermission(_Resource):
+    """Kuma's TrafficPermission: which services (sources) may reach which (destinations)."""
+
+    type: Literal["TrafficPermission"] = "TrafficPermission"
+    mesh: ResourceName = "default"
+    sources: Annotated[tuple[Selector, ...], Field(min_length=1)]
+    destinations: Annotated[tuple[Selector, ...], Field(min_length=1)]
+    conf: dict[str, Any] | None = None
+
+
+class Zone(_Resource):
+    """A zone known to the global control plane; disabling it hides its ingresses."""
+
+    type: Literal["Zone"] = "Zone"
+    enabled: bool = True
+
+
+Resource = Mesh | Dataplane | ZoneIngress | ZoneEgress | TrafficPermission | Zone
+MeshScoped = Dataplane | TrafficPermission
+RESOURCE_TYPES: dict[str, type[Resource]] = {
+    model.model_fields["type"].default: model
+    for model in (Mesh, Dataplane, ZoneIngress, ZoneEgress, TrafficPermission, Zone)
+}
 
 
 def field_path(loc: Iterable[int | str]) -> str:
@@ -254,7 +350,7 @@ def parse_resource(document: Any) -> Resource:
 
 def identity(resource: Resource) -> dict[str, str]:
     """Type, mesh (for mesh-scoped resources) and name: what `apply` reports per resource."""
-    if isinstance(resource, Dataplane):
+    if isinstance(resource, MeshScoped):
         return {"type": resource.type, "mesh": resource.mesh, "name": resource.name}
     return {"type": resource.type, "name": resource.name}
 

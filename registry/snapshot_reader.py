@@ -19,12 +19,16 @@ from registry.models import (
     DataplaneInsightRow,
     DataplaneRow,
     InboundRow,
+    IngressServiceRow,
     MeshRow,
     RegistryStateRow,
+    TrafficPermissionRow,
     VipRow,
+    ZoneEgressRow,
+    ZoneIngressRow,
 )
-from registry.snapshot import IPAddress
-from registry.view import DataplaneState, InboundState
+from registry.snapshot import IPAddress, TrafficRule
+from registry.view import DataplaneState, EgressState, InboundState, IngressState
 
 Vip = tuple[IPv4Address | None, IPv6Address | None]
 K = TypeVar("K")
@@ -158,3 +162,77 @@ def _in(column: Any, keys: Collection[K] | None) -> Iterator[tuple[ColumnElement
     ordered = list(keys)
     for start in range(0, len(ordered), _CHUNK):
         yield (column.in_(ordered[start : start + _CHUNK]),)
+
+
+async def read_ingresses(
+    connection: AsyncConnection, names: Collection[str] | None = None
+) -> dict[str, IngressState]:
+    """Zone ingresses by name, with the services they offer: all, or those of `names`."""
+    from registry.schema import ZoneIngress
+
+    found: dict[str, IngressState] = {}
+    for where in _in(ZoneIngressRow.name, names):
+        rows = await connection.execute(
+            select(ZoneIngressRow.id, ZoneIngressRow.name, ZoneIngressRow.spec).where(*where)
+        )
+        by_id = {row_id: (name, spec) for row_id, name, spec in rows}
+        offered: dict[int, set[tuple[str, str]]] = {}
+        for chunk in _in(IngressServiceRow.ingress_id, list(by_id)):
+            services = await connection.execute(
+                select(
+                    IngressServiceRow.ingress_id, IngressServiceRow.mesh, IngressServiceRow.service
+                ).where(*chunk)
+            )
+            for ingress_id, mesh, service in services:
+                offered.setdefault(ingress_id, set()).add((mesh, service))
+        for row_id, (name, spec) in by_id.items():
+            ingress = ZoneIngress.model_validate(spec)
+            address, port = ingress.networking.public
+            found[name] = IngressState(
+                name=name,
+                zone=ingress.zone,
+                address=parse_address(address),
+                port=port,
+                services=frozenset(offered.get(row_id, ())),
+            )
+    return found
+
+
+async def read_egresses(
+    connection: AsyncConnection, names: Collection[str] | None = None
+) -> dict[str, EgressState]:
+    from registry.schema import ZoneEgress
+
+    found: dict[str, EgressState] = {}
+    for where in _in(ZoneEgressRow.name, names):
+        for name, spec in await connection.execute(
+            select(ZoneEgressRow.name, ZoneEgressRow.spec).where(*where)
+        ):
+            egress = ZoneEgress.model_validate(spec)
+            found[name] = EgressState(
+                name=name,
+                zone=egress.zone,
+                address=parse_address(egress.networking.address),
+                port=egress.networking.port,
+            )
+    return found
+
+
+async def read_permissions(
+    connection: AsyncConnection, keys: Collection[tuple[str, str]] | None = None
+) -> dict[tuple[str, str], TrafficRule]:
+    """Traffic permissions by (mesh, name), as rules on kuma.io/service."""
+    from registry.schema import TrafficPermission
+
+    query = select(MeshRow.name, TrafficPermissionRow.name, TrafficPermissionRow.spec).join(
+        MeshRow, MeshRow.id == TrafficPermissionRow.mesh_id
+    )
+    found: dict[tuple[str, str], TrafficRule] = {}
+    for where in _in(tuple_(MeshRow.name, TrafficPermissionRow.name), keys):
+        for mesh, name, spec in await connection.execute(query.where(*where)):
+            permission = TrafficPermission.model_validate(spec)
+            found[(mesh, name)] = TrafficRule(
+                sources=frozenset(source.service for source in permission.sources),
+                destinations=frozenset(target.service for target in permission.destinations),
+            )
+    return found

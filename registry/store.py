@@ -40,10 +40,24 @@ from registry.models import (
     DataplaneRow,
     InboundRow,
     InboundTagRow,
+    IngressServiceRow,
     MeshRow,
     RegistryStateRow,
+    TrafficPermissionRow,
+    ZoneEgressRow,
+    ZoneIngressRow,
+    ZoneRow,
 )
-from registry.schema import Dataplane, Mesh, Resource
+from registry.schema import (
+    ZONE_TAG,
+    Dataplane,
+    Mesh,
+    Resource,
+    TrafficPermission,
+    Zone,
+    ZoneEgress,
+    ZoneIngress,
+)
 from registry.snapshot import Snapshot
 from registry.snapshot_reader import active_vips, read_revision
 from registry.view import RegistryView
@@ -97,12 +111,43 @@ class _Unchanged(RegistryError):
 ANY_VALUE = "*"  # a tag filter value meaning "the tag is present, whatever its value"
 
 
-class Store:
-    """Reads and writes the registry; every write is one transaction."""
+# The resources kept whole as JSON, by type: their table, and whether mesh-scoped.
+OtherResource = ZoneIngress | ZoneEgress | TrafficPermission | Zone
+_TABLES: dict[str, Any] = {
+    "ZoneIngress": ZoneIngressRow,
+    "ZoneEgress": ZoneEgressRow,
+    "TrafficPermission": TrafficPermissionRow,
+    "Zone": ZoneRow,
+}
+_MODELS: dict[str, type[OtherResource]] = {
+    "ZoneIngress": ZoneIngress,
+    "ZoneEgress": ZoneEgress,
+    "TrafficPermission": TrafficPermission,
+    "Zone": Zone,
+}
+NO_MESH = ""  # the change feed's mesh of a resource that belongs to no mesh
 
-    def __init__(self, engine: AsyncEngine, vips: VipSettings | None = None) -> None:
+
+def feed_mesh(resource: Resource) -> str:
+    """The mesh a change to `resource` is recorded under."""
+    if isinstance(resource, Mesh):
+        return resource.name
+    return getattr(resource, "mesh", NO_MESH)
+
+
+class Store:
+    """Reads and writes the registry; every write is one transaction.
+
+    `allocate_vips` False (a global control plane, which serves no dataplanes) keeps
+    dataplanes and ingresses from taking VIPs.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, vips: VipSettings | None = None, *, allocate_vips: bool = True
+    ) -> None:
         self.engine = engine
         self.vips = vips or VipSettings()
+        self.allocate_vips = allocate_vips
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
 
     # -- transactions -------------------------------------------------------------------
@@ -160,11 +205,84 @@ class Store:
                 resource = resources[index]
                 if isinstance(resource, Mesh):
                     created[index] = await self._put_mesh(connection, resource, now)
-                    transaction.record("Mesh", resource.name, resource.name)
-                else:
+                elif isinstance(resource, Dataplane):
                     created[index] = await self._put_dataplane(connection, resource, now)
-                    transaction.record("Dataplane", resource.mesh, resource.name)
+                else:
+                    created[index] = await self._put_other(connection, resource, now)
+                transaction.record(resource.type, feed_mesh(resource), resource.name)
         return created
+
+    async def _mesh_id(self, connection: AsyncConnection, mesh: str, what: str) -> int:
+        mesh_id = await connection.scalar(select(MeshRow.id).where(MeshRow.name == mesh))
+        if mesh_id is None:
+            raise NotFound(f'mesh "{mesh}" does not exist: create it before {what}')
+        return int(mesh_id)
+
+    async def _put_other(
+        self, connection: AsyncConnection, resource: OtherResource, now: datetime
+    ) -> bool:
+        """Create or replace a resource kept whole as JSON (ingress, egress, permission, zone)."""
+        table = _TABLES[resource.type]
+        where = [table.name == resource.name]
+        values: dict[str, Any] = {"spec": resource.dump(), "modified_at": now}
+        if isinstance(resource, TrafficPermission):
+            mesh_id = await self._mesh_id(
+                connection, resource.mesh, f'traffic permission "{resource.name}"'
+            )
+            where.append(table.mesh_id == mesh_id)
+            values["mesh_id"] = mesh_id
+        elif isinstance(resource, Zone):
+            values["enabled"] = resource.enabled
+        else:
+            values["zone"] = resource.zone
+        row_id = await connection.scalar(select(table.id).where(*where))
+        created = row_id is None
+        if row_id is None:
+            inserted = await connection.execute(
+                insert(table)
+                .values(name=resource.name, created_at=now, **values)
+                .returning(table.id)
+            )
+            row_id = inserted.scalar_one()
+        else:
+            await connection.execute(update(table).where(table.id == row_id).values(**values))
+        if isinstance(resource, ZoneIngress):
+            await self._put_ingress_services(connection, row_id, resource, now)
+        return created
+
+    async def _put_ingress_services(
+        self, connection: AsyncConnection, ingress_id: int, ingress: ZoneIngress, now: datetime
+    ) -> None:
+        """The services an ingress offers, and the VIPs this zone gives them."""
+        old = set(
+            (
+                await connection.execute(
+                    select(IngressServiceRow.mesh, IngressServiceRow.service).where(
+                        IngressServiceRow.ingress_id == ingress_id
+                    )
+                )
+            ).tuples()
+        )
+        await connection.execute(
+            delete(IngressServiceRow).where(IngressServiceRow.ingress_id == ingress_id)
+        )
+        offered: dict[tuple[str, str], int] = {}
+        for available in ingress.available_services:
+            key = (available.mesh, available.service)
+            offered[key] = offered.get(key, 0) + available.instances
+        if offered:
+            await connection.execute(
+                insert(IngressServiceRow),
+                [
+                    {"ingress_id": ingress_id, "mesh": m, "service": s, "instances": n}
+                    for (m, s), n in offered.items()
+                ],
+            )
+        if self.allocate_vips:
+            for mesh, service in sorted(offered.keys() - old):
+                await allocate_vip(connection, mesh, service, self.vips, now)
+        for mesh, service in sorted(old - offered.keys()):
+            await release_vips(connection, mesh, {service}, now)
 
     async def _put_mesh(self, connection: AsyncConnection, mesh: Mesh, now: datetime) -> bool:
         mesh_id = await connection.scalar(select(MeshRow.id).where(MeshRow.name == mesh.name))
@@ -192,6 +310,7 @@ class Store:
         values = {
             "address": dataplane.networking.address,
             "advertised_address": dataplane.networking.advertised_address,
+            "zone": (dataplane.labels or {}).get(ZONE_TAG),
             "spec": dataplane.dump(),
             "modified_at": now,
         }
@@ -223,8 +342,9 @@ class Store:
                 delete(InboundRow).where(InboundRow.dataplane_id == dataplane_id)
             )
         await _insert_inbounds(connection, dataplane_id, dataplane)
-        for service in dataplane.services:
-            await allocate_vip(connection, dataplane.mesh, service, self.vips, now)
+        if self.allocate_vips:
+            for service in dataplane.services:
+                await allocate_vip(connection, dataplane.mesh, service, self.vips, now)
         await release_vips(connection, dataplane.mesh, old_services - set(dataplane.services), now)
         return created
 
@@ -240,6 +360,13 @@ class Store:
             # The database cascades; the feed gets a tombstone for each dataplane too.
             for dataplane in dataplanes:
                 transaction.record("Dataplane", name, dataplane, deleted=True)
+            permissions = await connection.scalars(
+                select(TrafficPermissionRow.name)
+                .join(MeshRow, MeshRow.id == TrafficPermissionRow.mesh_id)
+                .where(MeshRow.name == name)
+            )
+            for permission in permissions:
+                transaction.record("TrafficPermission", name, permission, deleted=True)
             result = await connection.execute(delete(MeshRow).where(MeshRow.name == name))
             if result.rowcount == 0:
                 raise NotFound(f'mesh "{name}" not found')
@@ -264,6 +391,35 @@ class Store:
             await connection.execute(delete(DataplaneRow).where(DataplaneRow.id == dataplane_id))
             await release_vips(connection, mesh, services, transaction.now)
             transaction.record("Dataplane", mesh, name, deleted=True)
+
+    async def delete_resource(self, kind: str, mesh: str, name: str) -> None:
+        """Delete an ingress, egress, traffic permission (in `mesh`) or zone."""
+        table = _TABLES[kind]
+        async with self._write() as transaction:
+            connection = transaction.connection
+            where = [table.name == name]
+            if kind == "TrafficPermission":
+                where.append(table.mesh_id.in_(select(MeshRow.id).where(MeshRow.name == mesh)))
+            row_id = await connection.scalar(select(table.id).where(*where))
+            if row_id is None:
+                raise NotFound(_missing(kind, mesh, name))
+            offered: list[tuple[str, str]] = []
+            if kind == "ZoneIngress":
+                offered = list(
+                    (
+                        await connection.execute(
+                            select(IngressServiceRow.mesh, IngressServiceRow.service).where(
+                                IngressServiceRow.ingress_id == row_id
+                            )
+                        )
+                    ).tuples()
+                )
+            await connection.execute(delete(table).where(table.id == row_id))
+            for offered_mesh, service in offered:
+                await release_vips(connection, offered_mesh, {service}, transaction.now)
+            transaction.record(
+                kind, mesh if kind == "TrafficPermission" else NO_MESH, name, deleted=True
+            )
 
     async def ensure_mesh(self, name: str) -> bool:
         """Create mesh `name` when no mesh exists at all (Kuma's default mesh); True if created."""
@@ -337,6 +493,34 @@ class Store:
         async with self._read() as connection:
             return await _page(connection, Dataplane, query, DataplaneRow.name, size, offset)
 
+    async def get_resource(self, kind: str, mesh: str, name: str) -> Stored:
+        """An ingress, egress, traffic permission (in `mesh`) or zone."""
+        table = _TABLES[kind]
+        query = select(table.spec, table.created_at, table.modified_at).where(table.name == name)
+        if kind == "TrafficPermission":
+            query = query.join(MeshRow, MeshRow.id == table.mesh_id).where(MeshRow.name == mesh)
+        async with self._read() as connection:
+            row = (await connection.execute(query)).one_or_none()
+        if row is None:
+            raise NotFound(_missing(kind, mesh, name))
+        return _stored(_MODELS[kind], row)
+
+    async def list_resources(
+        self, kind: str, mesh: str | None = None, size: int = 100, offset: int = 0
+    ) -> Page:
+        table = _TABLES[kind]
+        query = select(table.name, table.spec, table.created_at, table.modified_at)
+        if kind == "TrafficPermission":
+            query = query.join(MeshRow, MeshRow.id == table.mesh_id).where(MeshRow.name == mesh)
+        async with self._read() as connection:
+            return await _page(connection, _MODELS[kind], query, table.name, size, offset)
+
+    async def zone_contacts(self) -> dict[str, datetime | None]:
+        """Each zone's last contact from its sync worker."""
+        async with self._read() as connection:
+            rows = await connection.execute(select(ZoneRow.name, ZoneRow.last_seen))
+            return {name: last_seen for name, last_seen in rows}
+
     async def list_services(self, mesh: str) -> list[ServiceSummary]:
         """The services of a mesh by name, with VIPs and counts. An unknown mesh has none."""
         counts = (
@@ -379,7 +563,7 @@ class Store:
         """The whole registry, read in one transaction, as an immutable Snapshot."""
         view = RegistryView()
         state = await self.read_all()
-        view.apply(state.revision, state.meshes, state.dataplanes, state.vips)
+        view.apply_batch(state)
         return view.snapshot
 
     async def read_all(self) -> FeedBatch:
@@ -400,7 +584,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _stored(model: type[Mesh] | type[Dataplane], row: Any) -> Stored:
+def _missing(kind: str, mesh: str, name: str) -> str:
+    where = f' in mesh "{mesh}"' if kind == "TrafficPermission" else ""
+    return f'{kind} "{name}" not found{where}'
+
+
+def _stored(model: type[Resource], row: Any) -> Stored:
     return Stored(
         resource=model.model_validate(row.spec),
         creation_time=row.created_at,
@@ -415,7 +604,7 @@ def _by_name(connection: AsyncConnection, column: Any) -> ColumnElement[Any]:
 
 async def _page(
     connection: AsyncConnection,
-    model: type[Mesh] | type[Dataplane],
+    model: type[Resource],
     query: Select[Any],
     name: Any,
     size: int,

@@ -12,10 +12,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING
 
 import immutables
 
-from registry.snapshot import Delta, Endpoint, IPAddress, MeshView, ServiceView, Snapshot
+if TYPE_CHECKING:
+    from registry.feed import FeedBatch
+
+from registry.snapshot import (
+    Delta,
+    Endpoint,
+    IPAddress,
+    MeshView,
+    ServiceView,
+    Snapshot,
+    TrafficRule,
+)
 
 ServiceKey = tuple[str, str]  # (mesh, service)
 DataplaneKey = tuple[str, str]  # (mesh, dataplane name)
@@ -54,10 +66,38 @@ class DataplaneState:
         return (self.address, *dict.fromkeys(others)) if others else (self.address,)
 
 
-class RegistryView:
-    """Mutable state of the registry, producing immutable snapshots after each change."""
+@dataclass(frozen=True, slots=True)
+class IngressState:
+    """What a snapshot needs of a zone ingress: where it is and what it offers."""
 
-    def __init__(self) -> None:
+    name: str
+    zone: str | None
+    address: IPAddress  # the advertised address, else its own
+    port: int  # the advertised port, else its own
+    services: frozenset[ServiceKey]
+
+
+@dataclass(frozen=True, slots=True)
+class EgressState:
+    name: str
+    zone: str | None
+    address: IPAddress
+    port: int
+
+
+class RegistryView:
+    """Mutable state of the registry, producing immutable snapshots after each change.
+
+    `local_zone` is the zone whose registry this is: ingresses of other zones offer
+    remote services; egresses of this zone (or of no zone) carry the traffic to them.
+    """
+
+    def __init__(self, local_zone: str | None = None) -> None:
+        self.local_zone = local_zone
+        self._ingresses: dict[str, IngressState] = {}
+        self._egresses: dict[str, EgressState] = {}
+        self._permissions: dict[tuple[str, str], TrafficRule] = {}
+        self._remote: dict[str, immutables.Map[str, ServiceView]] = {}
         self._meshes: dict[str, bool] = {}  # name -> mTLS on
         self._dataplanes: dict[DataplaneKey, DataplaneState] = {}
         self._members: dict[ServiceKey, set[str]] = {}  # dataplane names of each service
@@ -65,6 +105,7 @@ class RegistryView:
         self._owners: dict[IPAddress, set[DataplaneKey]] = {}  # who has each address
         self._services: immutables.Map[str, immutables.Map[str, ServiceView]] = immutables.Map()
         self._clients: immutables.Map[IPAddress, str] = immutables.Map()
+        self._client_services: immutables.Map[IPAddress, frozenset[str]] = immutables.Map()
         self._mesh_views: immutables.Map[str, MeshView] = immutables.Map()
         self.snapshot = Snapshot.empty()
 
@@ -74,10 +115,14 @@ class RegistryView:
         meshes: Mapping[str, bool | None],
         dataplanes: Mapping[DataplaneKey, DataplaneState | None],
         vips: Mapping[ServiceKey, Vip | None],
+        ingresses: Mapping[str, IngressState | None] | None = None,
+        egresses: Mapping[str, EgressState | None] | None = None,
+        permissions: Mapping[tuple[str, str], TrafficRule | None] | None = None,
     ) -> Delta:
         """Take in the current state of what changed (None: it is gone); publish a snapshot.
 
-        `vips` must cover every service of the changed dataplanes, before and after.
+        `vips` must cover every service of the changed dataplanes, before and after, and
+        every service the changed ingresses offer.
         """
         touched_services: set[ServiceKey] = set()
         touched_addresses: set[IPAddress] = set()
@@ -103,6 +148,9 @@ class RegistryView:
                 self._meshes[mesh] = mtls
             touched_meshes.add(mesh)
 
+        remote_meshes = self._update_remote(
+            ingresses or {}, egresses or {}, permissions or {}, touched_services
+        )
         changed_services = self._rebuild_services(touched_services)
         if cold:
             clients_changed = self._build_clients()
@@ -110,13 +158,108 @@ class RegistryView:
             clients_changed = self._rebuild_clients(touched_addresses)
         self.snapshot = Snapshot(
             revision=revision,
-            meshes=self._rebuild_meshes(touched_meshes | {mesh for mesh, _ in changed_services}),
+            meshes=self._rebuild_meshes(
+                touched_meshes | remote_meshes | {mesh for mesh, _ in changed_services}
+            ),
             dataplane_meshes=self._clients,
+            client_services=self._client_services,
         )
         return Delta(
             services=frozenset(changed_services),
             meshes=frozenset(touched_meshes),
             clients=clients_changed,
+            remote=frozenset(remote_meshes - touched_meshes),
+        )
+
+    def _update_remote(
+        self,
+        ingresses: Mapping[str, IngressState | None],
+        egresses: Mapping[str, EgressState | None],
+        permissions: Mapping[tuple[str, str], TrafficRule | None],
+        touched_services: set[ServiceKey],
+    ) -> set[str]:
+        """Take in ingress, egress and permission changes; the meshes whose remote
+        services or permissions differ now."""
+        for name, ingress in ingresses.items():
+            if ingress is None:
+                self._ingresses.pop(name, None)
+            else:
+                self._ingresses[name] = ingress
+        for name, egress in egresses.items():
+            if egress is None:
+                self._egresses.pop(name, None)
+            else:
+                self._egresses[name] = egress
+        changed = {mesh for mesh, _ in permissions}
+        for key, rule in permissions.items():
+            if rule is None:
+                self._permissions.pop(key, None)
+            else:
+                self._permissions[key] = rule
+        remote_vips = any(
+            key[1] in self._remote.get(key[0], immutables.Map()) for key in touched_services
+        )
+        if not (ingresses or egresses or remote_vips):
+            return changed
+        # Few ingresses and egresses exist: recompute every mesh's remote services.
+        remote: dict[str, dict[str, ServiceView]] = {}
+        for mesh, service in sorted({key for i in self._remote_ingresses() for key in i.services}):
+            view = self._remote_view(mesh, service)
+            if view is not None:
+                remote.setdefault(mesh, {})[service] = view
+        for mesh in self._remote.keys() | remote.keys():
+            new = remote.get(mesh, {})
+            if dict(self._remote.get(mesh, immutables.Map())) != new:
+                changed.add(mesh)
+                if new:
+                    self._remote[mesh] = immutables.Map(new)
+                else:
+                    self._remote.pop(mesh, None)
+        return changed
+
+    def _remote_ingresses(self) -> list[IngressState]:
+        return [
+            ingress
+            for ingress in self._ingresses.values()
+            if ingress.zone is not None and ingress.zone != self.local_zone
+        ]
+
+    def _remote_view(self, mesh: str, service: str) -> ServiceView | None:
+        """Where clients here reach `service` of another zone: through this zone's egresses
+        when it has any, else straight to the offering ingresses."""
+        offering = sorted(
+            (i for i in self._remote_ingresses() if (mesh, service) in i.services),
+            key=lambda i: i.name,
+        )
+        if not offering:
+            return None
+        egresses = sorted(
+            (e for e in self._egresses.values() if e.zone in (None, self.local_zone)),
+            key=lambda e: e.name,
+        )
+        endpoints: dict[tuple[IPAddress, int], Endpoint] = {}
+        for ingress in offering:
+            hops = [(e.name, e.address, e.port) for e in egresses] or [
+                (ingress.name, ingress.address, ingress.port)
+            ]
+            for name, address, port in hops:
+                endpoints.setdefault(
+                    (address, port),
+                    Endpoint(dataplane=name, address=address, port=port, zone=ingress.zone),
+                )
+        vip, vip6 = self._vips.get((mesh, service), (None, None))
+        return ServiceView(name=service, vip=vip, vip6=vip6, endpoints=tuple(endpoints.values()))
+
+    def apply_batch(self, batch: FeedBatch) -> Delta:
+        """:meth:`apply` of what a feed read returned."""
+        return self.apply(
+            batch.revision,
+            batch.meshes,
+            batch.dataplanes,
+            batch.vips,
+            batch.ingresses,
+            batch.egresses,
+            batch.permissions,
         )
 
     def services_of(self, keys: Iterable[DataplaneKey]) -> set[ServiceKey]:
@@ -218,23 +361,40 @@ class RegistryView:
         self._clients = immutables.Map(
             (address, min(owners)[0]) for address, owners in self._owners.items()
         )
+        self._client_services = immutables.Map(
+            (address, self._services_at(address, mesh)) for address, mesh in self._clients.items()
+        )
         return bool(self._clients)
+
+    def _services_at(self, address: IPAddress, mesh: str) -> frozenset[str]:
+        """The services of the dataplanes of `mesh` at `address`."""
+        return frozenset(
+            service
+            for key in self._owners.get(address, ())
+            if key[0] == mesh
+            for service in self._dataplanes[key].services
+        )
 
     def _rebuild_clients(self, addresses: set[IPAddress]) -> bool:
         clients = self._clients.mutate()
+        client_services = self._client_services.mutate()
         changed = False
         for address in addresses:
             owners = self._owners.get(address)
             # The first mesh by name, so an address in two meshes always maps the same way.
             mesh = min(owners)[0] if owners else None
-            if clients.get(address) == mesh:
+            services = self._services_at(address, mesh) if mesh is not None else None
+            if clients.get(address) == mesh and client_services.get(address) == services:
                 continue
             changed = True
-            if mesh is None:
+            if mesh is None or services is None:
                 clients.pop(address, None)
+                client_services.pop(address, None)
             else:
                 clients[address] = mesh
+                client_services[address] = services
         self._clients = clients.finish()
+        self._client_services = client_services.finish()
         return changed
 
     def _rebuild_meshes(self, touched: set[str]) -> Mapping[str, MeshView]:
@@ -245,7 +405,15 @@ class RegistryView:
                 views.pop(mesh, None)
             else:
                 views[mesh] = MeshView(
-                    name=mesh, mtls=mtls, services=self._services.get(mesh, immutables.Map())
+                    name=mesh,
+                    mtls=mtls,
+                    services=self._services.get(mesh, immutables.Map()),
+                    remote=self._remote.get(mesh, immutables.Map()),
+                    permissions=tuple(
+                        rule
+                        for (rule_mesh, _), rule in sorted(self._permissions.items())
+                        if rule_mesh == mesh
+                    ),
                 )
         self._mesh_views = views.finish()
         return self._mesh_views

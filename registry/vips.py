@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from registry.errors import Conflict, VipPoolExhausted
-from registry.models import DataplaneRow, InboundRow, MeshRow, VipRow
+from registry.models import DataplaneRow, InboundRow, IngressServiceRow, MeshRow, VipRow
 
 # Each retry follows another allocator's commit, so this bounds contention, not work.
 MAX_ATTEMPTS = 100
@@ -104,16 +104,25 @@ async def release_vips(
     now: datetime,
 ) -> None:
     """Put into quarantine the VIPs of `services` in `mesh` (all when None) that no
-    dataplane serves any more."""
+    dataplane serves and no ingress offers any more."""
     still_served = (
         select(InboundRow.id)
         .join(DataplaneRow, DataplaneRow.id == InboundRow.dataplane_id)
         .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
         .where(MeshRow.name == VipRow.mesh, InboundRow.service == VipRow.service)
     )
+    # A service another zone's ingress offers keeps its VIP here too (DESIGN, "VIPs").
+    still_offered = select(IngressServiceRow.ingress_id).where(
+        IngressServiceRow.mesh == VipRow.mesh, IngressServiceRow.service == VipRow.service
+    )
     statement = (
         update(VipRow)
-        .where(VipRow.mesh == mesh, VipRow.released_at.is_(None), ~exists(still_served))
+        .where(
+            VipRow.mesh == mesh,
+            VipRow.released_at.is_(None),
+            ~exists(still_served),
+            ~exists(still_offered),
+        )
         .values(released_at=now)
     )
     if services is not None:
