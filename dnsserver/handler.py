@@ -20,7 +20,7 @@ from dnsserver.errors import FormError
 from dnsserver.forward import Forward, Upstream
 from dnsserver.lookup import Answer, Result, lookup
 from dnsserver.records import Question, Record, RecordType, Txt, fold_case
-from dnsserver.zone import Zone, Zones, build_zones, update_zones
+from dnsserver.zone import ClientZone, Zone, Zones, build_zones, update_zones
 from dnsserver.zonefile import zone_records
 from registry.snapshot import Delta, IPAddress, Snapshot
 
@@ -62,13 +62,16 @@ class Transfer:
 
 
 class _ClientView:
-    """What a client's answers depend on, worked out once per snapshot."""
+    """What a client's answers depend on, worked out once per snapshot: the zone it is
+    answered from (its mesh's, with the other zones' services it may reach), that
+    zone's key among the generation's, and whether it may recurse."""
 
-    __slots__ = ("address", "mesh", "recursion")
+    __slots__ = ("address", "key", "recursion", "zone")
 
-    def __init__(self, address: IPAddress, mesh: str, recursion: bool) -> None:
+    def __init__(self, address: IPAddress, zone: ClientZone, recursion: bool) -> None:
         self.address = address
-        self.mesh = mesh
+        self.key = zone.key
+        self.zone = zone.zone
         self.recursion = recursion
 
 
@@ -160,9 +163,7 @@ class Handler:
         return self._handle(data, view, tcp)
 
     def _client_view(self, key: object, client: IPAddress) -> _ClientView:
-        zones = self._zones
-        mesh = zones.client_meshes.get(client, self._config.default_mesh)
-        view = _ClientView(client, mesh, self.may_recurse(client))
+        view = _ClientView(client, self._zones.client_zone(client), self.may_recurse(client))
         if len(self._clients) >= _MAX_CLIENT_VIEWS:
             self._clients.clear()
         self._clients[key] = view
@@ -172,13 +173,14 @@ class Handler:
         self, data: bytes, view: _ClientView, tcp: bool
     ) -> bytes | Forward | Transfer | None:
         if len(data) > MAX_KEYED_QUERY or not self._cache_entries:
-            return self._full(data, view.address, tcp)[0]
-        key = (data[2:], view.mesh, view.recursion, tcp)
-        reply = self._cache.reply(data, key, self._full, view.address)
+            return self._full(data, view, tcp)[0]
+        # The zone's key, not the mesh: clients of one mesh may see different services.
+        key = (data[2:], view.key, view.recursion, tcp)
+        reply = self._cache.reply(data, key, self._full, view)
         return reply  # type: ignore[return-value]  # what _full gave, or cached bytes
 
     def _full(
-        self, data: bytes, client: IPAddress, tcp: bool
+        self, data: bytes, view: _ClientView, tcp: bool
     ) -> tuple[bytes | Forward | Transfer | None, bool]:
         """The full path: parse with the codec, look up, encode; and whether it rotated."""
         header = codec.parse_header(data)
@@ -186,13 +188,13 @@ class Handler:
         if header is None or header.qr:
             return None, False
         try:
-            return self._respond(header, data, client, tcp=tcp)
+            return self._respond(header, data, view, tcp=tcp)
         except Exception as exc:
             question = codec.read_question(data)
             logger.error(
                 "SERVFAIL for %s from %s: %r",
                 _describe(question),
-                client,
+                view.address,
                 exc,
                 exc_info=logger.isEnabledFor(logging.DEBUG),
             )
@@ -223,7 +225,7 @@ class Handler:
         return codec.encode_response(response, self._size_limit(query, tcp=forward.tcp))
 
     def _respond(
-        self, header: Header, data: bytes, client: IPAddress, *, tcp: bool
+        self, header: Header, data: bytes, view: _ClientView, *, tcp: bool
     ) -> tuple[bytes | Forward | Transfer, bool]:
         try:
             query = codec.parse_query(data)
@@ -239,12 +241,11 @@ class Handler:
             return self._server_id(query, tcp=tcp), False
         if question.qclass != codec.CLASS_IN:
             return self._error(header, Rcode.REFUSED, question, query), False
-        if question.qtype in _TRANSFERS and self._may_transfer(client, question):
+        if question.qtype in _TRANSFERS and self._may_transfer(view.address, question):
             return self._transfer(query, tcp=tcp), False
 
-        zone = self._zones.zone_for(client)
-        answer = lookup(zone, query.question.name, query.question.qtype)
-        recursion = self.may_recurse(client)
+        answer = lookup(view.zone, query.question.name, query.question.qtype)
+        recursion = view.recursion
         # Only questions that ask for recursion (RD) are forwarded.
         if answer.result is Result.OUTSIDE_ZONE and recursion and header.rd:
             return Forward(query=query, tcp=tcp), False

@@ -12,6 +12,12 @@ The names of addresses (``<hex>.addr`` and the reverse names) are not tables of
 records: there is one per address, so at 100,000 endpoints they were most of a
 build's time and memory. An index of address -> services holds what they answer,
 and a lookup reads the address from the name and makes the records then.
+
+A mesh's tables hold its own zone's services only. Services other zones offer are
+seen by some clients and not others (DESIGN, "Multi-zone"), so a client that may
+reach some of them is answered from a *variant*: its mesh's tables with those
+services applied on top, made on first use and shared by every client that sees the
+same set.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from __future__ import annotations
 import contextlib
 import enum
 import gc
+import itertools
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from immutables import Map
 
@@ -47,10 +54,14 @@ logger = logging.getLogger("meshdns.dns")
 _SOA_REFRESH = 3600
 _SOA_RETRY = 600
 _SOA_EXPIRE = 86400
-# SRV (RFC 2782): local endpoints first; equal weights, so clients spread evenly.
-# Cross-zone endpoints (through an ingress) will answer with priority 1.
+# SRV (RFC 2782): local endpoints first, then cross-zone ones (another zone's ingress,
+# or this zone's egress); equal weights, so clients spread evenly.
 SRV_LOCAL_PRIORITY = 0
+SRV_REMOTE_PRIORITY = 1
 SRV_WEIGHT = 1
+# Variants remembered per generation of the tables (then they are made anew).
+_MAX_VARIANTS = 4096
+_NO_SERVICES: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +145,17 @@ class MeshTables:
     services: Map[str, _ServiceClaims]
 
     def apply(
-        self, config: ZoneConfig, changes: Iterable[tuple[str, ServiceView | None]]
+        self,
+        config: ZoneConfig,
+        changes: Iterable[tuple[str, ServiceView | None]],
+        *,
+        cross_zone: bool = False,
     ) -> MeshTables:
-        """The tables with each named service replaced by its new view (None: gone)."""
+        """The tables with each named service replaced by its new view (None: gone).
+
+        Endpoints of other zones are left out, unless ``cross_zone``: then they answer
+        where the local ones do not (a client's variant, see :class:`Zones`).
+        """
         origin = zone_origin(config)
         services = self.services.mutate()
         claims = self.claims.mutate()
@@ -167,7 +186,11 @@ class MeshTables:
                     else:
                         del addresses[address]
                 del services[name]
-            new = _service_claims(config, origin, view) if view is not None else None
+            new = (
+                _service_claims(config, origin, view, cross_zone=cross_zone)
+                if view is not None
+                else None
+            )
             if new is not None:
                 for key, claim in new.claims:
                     claims[key] = claims.get(key, Map()).set(name, claim)
@@ -200,6 +223,19 @@ class MeshTables:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientZone:
+    """The zone a client is answered from, and a key naming that view of it.
+
+    Clients with equal keys get equal answers (within one generation of the tables):
+    the key is the mesh's name, or, for a variant with other zones' services, the
+    mesh's name and a number no other variant of the generation has.
+    """
+
+    key: str
+    zone: Zone
+
+
+@dataclass(frozen=True, slots=True)
 class Zones:
     """Every mesh's tables and how to pick the ones a client is answered from."""
 
@@ -210,12 +246,70 @@ class Zones:
     # Answered to clients whose mesh does not exist: the apex and nothing else.
     empty: MeshTables
     client_meshes: Mapping[IPAddress, str]
+    # The snapshot's meshes (their remote services, mTLS and traffic permissions) and
+    # the services at each client address: what decides which remote services a client
+    # sees. References to the snapshot's own mappings.
+    mesh_views: Mapping[str, MeshView]
+    client_services: Mapping[IPAddress, frozenset[str]]
+    # Variants made so far, by (mesh, the client's services) and by (mesh, the remote
+    # services seen); dropped with this generation of the tables.
+    _by_client: dict[tuple[str, frozenset[str]], ClientZone] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _by_visible: dict[tuple[str, frozenset[str]], ClientZone] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _variant_numbers: Iterator[int] = field(
+        default_factory=itertools.count, init=False, repr=False, compare=False
+    )
 
     def zone_for(self, client: IPAddress) -> Zone:
-        """The zone of the client's mesh, else of the default mesh."""
+        """The zone ``client`` is answered from (see :meth:`client_zone`)."""
+        return self.client_zone(client).zone
+
+    def client_zone(self, client: IPAddress) -> ClientZone:
+        """The zone of the client's mesh (else of the default mesh), with the services
+        of other zones that the client may reach (DESIGN, "Multi-zone")."""
         mesh = self.client_meshes.get(client, self.config.default_mesh)
+        view = self.mesh_views.get(mesh)
+        if view is None or not view.mtls or not view.remote:
+            # No cross-zone traffic in this mesh: every client sees the mesh's tables.
+            return ClientZone(mesh, self.zone_of(self.meshes.get(mesh, self.empty)))
+        services = self.client_services.get(client, _NO_SERVICES)
+        variant = self._by_client.get((mesh, services))
+        if variant is None:
+            variant = self._variant(mesh, view, services)
+            if len(self._by_client) >= _MAX_VARIANTS:
+                self._by_client.clear()
+            self._by_client[(mesh, services)] = variant
+        return variant
+
+    def _variant(self, mesh: str, view: MeshView, services: frozenset[str]) -> ClientZone:
+        """The view of ``mesh`` (``view``) for a client serving ``services``."""
+        visible = frozenset(
+            name
+            for name in view.remote
+            if any(rule.allows(services, name) for rule in view.permissions)
+        )
+        variant = self._by_visible.get((mesh, visible))
+        if variant is not None:
+            return variant
         tables = self.meshes.get(mesh, self.empty)
-        return self.zone_of(tables)
+        if visible:
+            changes = [
+                (name, _cross_zone_view(view.services.get(name), view.remote[name]))
+                for name in sorted(visible)
+            ]
+            tables = tables.apply(self.config, changes, cross_zone=True)
+            # Unique in this generation, even after the memo is cleared.
+            key = f"{mesh}\0{next(self._variant_numbers)}"
+            variant = ClientZone(key, self.zone_of(tables))
+        else:
+            variant = ClientZone(mesh, self.zone_of(tables))
+        if len(self._by_visible) >= _MAX_VARIANTS:
+            self._by_visible.clear()
+        self._by_visible[(mesh, visible)] = variant
+        return variant
 
     def zone_of(self, tables: MeshTables) -> Zone:
         return Zone(
@@ -254,6 +348,8 @@ def build_zones(config: ZoneConfig, snapshot: Snapshot) -> Zones:
         meshes=meshes,
         empty=empty,
         client_meshes=snapshot.dataplane_meshes,
+        mesh_views=snapshot.meshes,
+        client_services=snapshot.client_services,
     )
 
 
@@ -261,7 +357,9 @@ def update_zones(zones: Zones, snapshot: Snapshot, delta: Delta) -> Zones:
     """``zones`` moved to ``snapshot``, redoing only what ``delta`` says changed.
 
     Gives the same tables as :func:`build_zones` of ``snapshot``, provided ``delta``
-    names every service and mesh that differs between the two snapshots.
+    names every service and mesh that differs between the two snapshots. A mesh whose
+    remote services or permissions alone changed (``delta.remote``) has nothing to
+    redo: its variants are made from the new snapshot on first use.
     """
     config = zones.config
     meshes = zones.meshes.mutate()
@@ -292,8 +390,10 @@ def update_zones(zones: Zones, snapshot: Snapshot, delta: Delta) -> Zones:
         soa=_soa(config, snapshot.revision),
         meshes=meshes.finish(),
         empty=zones.empty,
-        # A reference to the snapshot's own mapping: nothing to redo.
+        # References to the snapshot's own mappings: nothing to redo.
         client_meshes=snapshot.dataplane_meshes,
+        mesh_views=snapshot.meshes,
+        client_services=snapshot.client_services,
     )
 
 
@@ -376,7 +476,22 @@ def _empty_tables(config: ZoneConfig) -> MeshTables:
     )
 
 
-def _service_claims(config: ZoneConfig, origin: Name, service: ServiceView) -> _ServiceClaims:
+def _cross_zone_view(local: ServiceView | None, remote: ServiceView) -> ServiceView:
+    """A service as a client that may reach it in other zones sees it: one VIP, the
+    endpoints of every zone."""
+    if local is None:
+        return remote
+    return ServiceView(
+        name=local.name,
+        vip=local.vip or remote.vip,
+        vip6=local.vip6 or remote.vip6,
+        endpoints=local.endpoints + remote.endpoints,
+    )
+
+
+def _service_claims(
+    config: ZoneConfig, origin: Name, service: ServiceView, *, cross_zone: bool = False
+) -> _ServiceClaims:
     vip_name = names.service_name(service.name)
     endpoints_name = names.endpoints_name(service.name)
     if vip_name is None or endpoints_name is None or vip_name in _STATIC_NAMES:
@@ -387,15 +502,24 @@ def _service_claims(config: ZoneConfig, origin: Name, service: ServiceView) -> _
     vip_node = _node(config.ttl, vips)
     local = [endpoint for endpoint in service.endpoints if _is_local(config, endpoint)]
     ready = [endpoint for endpoint in local if endpoint.ready and endpoint.online]
-    # dict.fromkeys: one record per address, in endpoint order.
-    addresses: list[RecordData] = list(dict.fromkeys(endpoint.address for endpoint in ready))
+    remote: list[Endpoint] = []
+    if cross_zone:
+        remote = [endpoint for endpoint in service.endpoints if not _is_local(config, endpoint)]
+    remote_ready = [endpoint for endpoint in remote if endpoint.ready and endpoint.online]
+    # dict.fromkeys: one record per address, in endpoint order. Other zones' ingresses
+    # only when no endpoint here can take the traffic (DESIGN, "DNS names").
+    addresses: list[RecordData] = list(
+        dict.fromkeys(endpoint.address for endpoint in ready or remote_ready)
+    )
     endpoints_node = _node(config.endpoints_ttl, addresses, rotate=True)
 
     claims.append((vip_name, _Claim(_Kind.OWN, vip_node)))
     claims.append((endpoints_name, _Claim(_Kind.OWN, endpoints_node)))
     srv_name = names.srv_name(service.name)
     if srv_name is not None:
-        claims.append((srv_name, _Claim(_Kind.OWN, _srv_node(config, origin, ready))))
+        targets = [(SRV_LOCAL_PRIORITY, endpoint) for endpoint in ready]
+        targets += [(SRV_REMOTE_PRIORITY, endpoint) for endpoint in remote_ready]
+        claims.append((srv_name, _Claim(_Kind.OWN, _srv_node(config, origin, targets))))
     for alias, node in (
         (names.dotted_alias(service.name), vip_node),
         (names.dotted_endpoints_alias(service.name), endpoints_node),
@@ -405,6 +529,8 @@ def _service_claims(config: ZoneConfig, origin: Name, service: ServiceView) -> _
 
     known: dict[IPAddress, int] = {vip: config.ttl for vip in (service.vip, service.vip6) if vip}
     for endpoint in local:
+        known.setdefault(endpoint.address, config.endpoints_ttl)
+    for endpoint in remote:
         known.setdefault(endpoint.address, config.endpoints_ttl)
 
     ancestors = {owner[start:] for owner, _ in claims for start in range(1, len(owner))}
@@ -416,19 +542,22 @@ def _service_claims(config: ZoneConfig, origin: Name, service: ServiceView) -> _
 
 
 def _is_local(config: ZoneConfig, endpoint: Endpoint) -> bool:
-    # The seam for cross-zone answers: endpoints of other zones are left out for now.
+    # Endpoints of other zones answer only in a variant for clients that may reach them.
     return endpoint.zone is None or endpoint.zone == config.local_zone
 
 
-def _srv_node(config: ZoneConfig, origin: Name, ready: list[Endpoint]) -> Node:
-    targets = dict.fromkeys((endpoint.address, endpoint.port) for endpoint in ready)
+def _srv_node(config: ZoneConfig, origin: Name, ready: list[tuple[int, Endpoint]]) -> Node:
+    """SRV records of ``ready`` (priority, endpoint); one per address and port, the first."""
+    targets: dict[tuple[IPAddress, int], int] = {}
+    for priority, endpoint in ready:
+        targets.setdefault((endpoint.address, endpoint.port), priority)
     items: list[RecordData] = []
     additional: list[Record] = []
     first_additional: dict[IPAddress, int] = {}
     index: list[int] = []
-    for address, port in targets:
+    for (address, port), priority in targets.items():
         target = names.addr_name(address) + origin
-        items.append(Srv(SRV_LOCAL_PRIORITY, SRV_WEIGHT, port, target))
+        items.append(Srv(priority, SRV_WEIGHT, port, target))
         if address not in first_additional:
             first_additional[address] = len(additional)
             additional.append(Record(owner=target, ttl=config.endpoints_ttl, data=address))
