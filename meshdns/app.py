@@ -129,7 +129,8 @@ async def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then shut down the API and the DNS server cleanly."""
     await prepare_database(settings.database_url)
     engine = create_engine(settings.database_url)
-    store = Store(engine, vip_settings(settings))
+    # A global control plane serves no dataplanes: its replicated records take no VIPs.
+    store = Store(engine, vip_settings(settings), allocate_vips=settings.mode != "global")
     if settings.mode in ("standalone", "global") and await store.ensure_mesh(DEFAULT_MESH):
         log.info("created mesh %r", DEFAULT_MESH)
 
@@ -151,7 +152,7 @@ async def serve(settings: Settings) -> None:
         if notifier is not None:
             notifier.changed()
 
-    follower = RegistryFollower(store, publish)
+    follower = RegistryFollower(store, publish, local_zone=settings.zone)
     await follower.load()
     liveness = Liveness(
         store,
@@ -174,7 +175,9 @@ async def serve(settings: Settings) -> None:
         with contextlib.suppress(RegistryError):
             await follower.wait_for(await store.revision(), timeout=1.0)
 
-    app = create_app(store, ready=readiness, on_change=written, version=__version__)
+    app = create_app(
+        store, ready=readiness, on_change=written, version=__version__, mode=settings.mode
+    )
     app.include_router(agent_router(store, liveness, feed, agent_config(settings)))
     api = _ApiServer(
         uvicorn.Config(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -18,10 +19,19 @@ from registry.errors import (
     DatabaseUnavailable,
     InvalidResource,
     NotFound,
+    ReadOnly,
     RegistryError,
     VipPoolExhausted,
 )
-from registry.schema import Dataplane, Mesh, field_path, identity, parse_resource, parse_resources
+from registry.schema import (
+    Dataplane,
+    Mesh,
+    Resource,
+    field_path,
+    identity,
+    parse_resource,
+    parse_resources,
+)
 from registry.store import Page, ServiceSummary, Store, Stored
 
 log = logging.getLogger("meshdns.api")
@@ -30,6 +40,7 @@ MAX_PAGE_SIZE = 1000
 _STATUS: dict[type[RegistryError], tuple[int, str]] = {
     InvalidResource: (400, "Bad Request"),
     NotFound: (404, "Not Found"),
+    ReadOnly: (405, "Method Not Allowed"),
     Conflict: (409, "Conflict"),
     VipPoolExhausted: (409, "Conflict"),
     DatabaseUnavailable: (503, "Service Unavailable"),
@@ -113,6 +124,41 @@ async def read_dataplane(request: Request, mesh: str, name: str) -> Dataplane:
     return resource
 
 
+# Where each resource type is written, by control plane mode (DESIGN, "Multi-zone"):
+# a zone gets meshes and permissions from global, global gets dataplanes, ingresses and
+# egresses from the zones, and zones exist only on global.
+_WRITTEN_ON: dict[str, tuple[str, str]] = {
+    "Mesh": ("standalone", "global"),
+    "TrafficPermission": ("standalone", "global"),
+    "Zone": ("global", "global"),
+    "Dataplane": ("standalone", "zone"),
+    "ZoneIngress": ("standalone", "zone"),
+    "ZoneEgress": ("standalone", "zone"),
+}
+# Kuma's collection paths of the resources kept whole: (type, mesh-scoped).
+_COLLECTIONS = {
+    "traffic-permissions": ("TrafficPermission", True),
+    "zoneingresses": ("ZoneIngress", False),
+    "zoneegresses": ("ZoneEgress", False),
+    "zones": ("Zone", False),
+}
+# A zone is online while its sync worker has been in touch this recently.
+ZONE_OFFLINE_AFTER = 30.0
+
+
+def check_writable(mode: str, kind: str) -> None:
+    """Refuse (405) a write of `kind` that this control plane's mode does not take."""
+    if mode in _WRITTEN_ON[kind]:
+        return
+    if kind == "Zone":
+        raise ReadOnly(f"Zone resources exist on a global control plane only; this is {mode}")
+    source = "the global control plane" if mode == "zone" else "the zone control planes"
+    raise ReadOnly(
+        f"{kind} resources are read-only on a {mode} control plane: they are replicated "
+        f"from {source}; write them there"
+    )
+
+
 def render(stored: Stored) -> dict[str, Any]:
     """A stored resource as Kuma's API shows it."""
     body = stored.resource.dump()
@@ -169,6 +215,7 @@ def create_app(
     ready: Callable[[], dict[str, Any]] | None = None,
     on_change: Callable[[], Awaitable[None]] | None = None,
     version: str = "0",
+    mode: str = "standalone",
 ) -> FastAPI:
     """The API application over `store`; `on_change` is awaited after every committed write
     (`serve` uses it to answer only once its own DNS has the write)."""
@@ -210,12 +257,14 @@ def create_app(
         document = _fill_identity(await read_document(request), {"type": "Mesh", "name": mesh})
         resource = parse_resource(document)
         assert isinstance(resource, Mesh)
+        check_writable(mode, "Mesh")
         created = await store.put(resource)
         await changed()
         return JSONResponse({}, status_code=201 if created else 200)
 
     @app.delete("/meshes/{mesh}")
     async def delete_mesh(mesh: str) -> dict:
+        check_writable(mode, "Mesh")
         await store.delete_mesh(mesh)
         await changed()
         return {}
@@ -237,12 +286,14 @@ def create_app(
 
     @app.put("/meshes/{mesh}/dataplanes/{name}")
     async def put_dataplane(mesh: str, name: str, request: Request) -> JSONResponse:
+        check_writable(mode, "Dataplane")
         created = await store.put(await read_dataplane(request, mesh, name))
         await changed()
         return JSONResponse({}, status_code=201 if created else 200)
 
     @app.delete("/meshes/{mesh}/dataplanes/{name}")
     async def delete_dataplane(mesh: str, name: str) -> dict:
+        check_writable(mode, "Dataplane")
         await store.delete_dataplane(mesh, name)
         await changed()
         return {}
@@ -265,6 +316,8 @@ def create_app(
                 "Request is not valid", [Cause("items", "a non-empty list of resources")]
             )
         resources = parse_resources(items)
+        for resource in resources:
+            check_writable(mode, resource.type)
         created = await store.put_many(resources)
         await changed()
         return {
@@ -274,9 +327,122 @@ def create_app(
             ]
         }
 
-    @app.get("/zones")
-    async def list_zones(request: Request) -> dict:
-        # Zones exist on a global control plane (multi-zone comes later); standalone has none.
-        return _listing(request, 0, [], 100, 0)
+    async def put_resource(
+        kind: str, mesh: str | None, name: str, request: Request
+    ) -> JSONResponse:
+        check_writable(mode, kind)
+        expected = {"type": kind, "name": name} | ({"mesh": mesh} if mesh is not None else {})
+        resource: Resource = parse_resource(_fill_identity(await read_document(request), expected))
+        created = await store.put(resource)
+        await changed()
+        return JSONResponse({}, status_code=201 if created else 200)
+
+    async def delete_resource(kind: str, mesh: str | None, name: str) -> dict:
+        check_writable(mode, kind)
+        await store.delete_resource(kind, mesh or "", name)
+        await changed()
+        return {}
+
+    async def list_resources(
+        kind: str, mesh: str | None, request: Request, size: int, offset: int
+    ) -> dict:
+        page = await store.list_resources(kind, mesh, size=size, offset=offset)
+        return _listing(request, page.total, [render(item) for item in page.items], size, offset)
+
+    @app.get("/zones+insights")
+    async def zones_with_insights(
+        request: Request, size: int = SizeQuery, offset: int = OffsetQuery
+    ) -> dict:
+        page = await store.list_resources("Zone", None, size=size, offset=offset)
+        contacts = await store.zone_contacts()
+        items = [
+            {**render(item), **_zone_status(contacts.get(item.resource.name))}
+            for item in page.items
+        ]
+        return _listing(request, page.total, items, size, offset)
+
+    @app.get("/status/zones")
+    async def zone_status() -> list[dict[str, Any]]:
+        """Kuma's shape: each zone and whether its sync worker is in touch."""
+        contacts = await store.zone_contacts()
+        return [
+            {"name": name, "active": _zone_status(seen)["status"] == "Online"}
+            for name, seen in sorted(contacts.items())
+        ]
+
+    for collection, (kind, mesh_scoped) in _COLLECTIONS.items():
+        _add_routes(
+            app, collection, kind, mesh_scoped, put_resource, delete_resource, list_resources, store
+        )
 
     return app
+
+
+def _zone_status(last_seen: datetime | None) -> dict[str, Any]:
+    online = (
+        last_seen is not None
+        and (datetime.now(UTC) - last_seen).total_seconds() < ZONE_OFFLINE_AFTER
+    )
+    return {
+        "status": "Online" if online else "Offline",
+        "lastSeen": last_seen.isoformat() if last_seen else None,
+    }
+
+
+def _add_routes(
+    app: FastAPI,
+    collection: str,
+    kind: str,
+    mesh_scoped: bool,
+    put: Callable[..., Awaitable[JSONResponse]],
+    delete: Callable[..., Awaitable[dict]],
+    listing: Callable[..., Awaitable[dict]],
+    store: Store,
+) -> None:
+    """GET (one and all), PUT and DELETE of a resource kept whole, at Kuma's paths."""
+    if mesh_scoped:
+        path = f"/meshes/{{mesh}}/{collection}"
+
+        async def list_in_mesh(
+            request: Request, mesh: str, size: int = SizeQuery, offset: int = OffsetQuery
+        ) -> dict:
+            return await listing(kind, mesh, request, size, offset)
+
+        async def get_in_mesh(mesh: str, name: str) -> dict:
+            return render(await store.get_resource(kind, mesh, name))
+
+        async def put_in_mesh(mesh: str, name: str, request: Request) -> JSONResponse:
+            return await put(kind, mesh, name, request)
+
+        async def delete_in_mesh(mesh: str, name: str) -> dict:
+            return await delete(kind, mesh, name)
+
+        handlers: tuple[Callable[..., Any], ...] = (
+            list_in_mesh,
+            get_in_mesh,
+            put_in_mesh,
+            delete_in_mesh,
+        )
+    else:
+        path = f"/{collection}"
+
+        async def list_all(
+            request: Request, size: int = SizeQuery, offset: int = OffsetQuery
+        ) -> dict:
+            return await listing(kind, None, request, size, offset)
+
+        async def get_one(name: str) -> dict:
+            return render(await store.get_resource(kind, "", name))
+
+        async def put_one(name: str, request: Request) -> JSONResponse:
+            return await put(kind, None, name, request)
+
+        async def delete_one(name: str) -> dict:
+            return await delete(kind, None, name)
+
+        handlers = (list_all, get_one, put_one, delete_one)
+    list_handler, get_handler, put_handler, delete_handler = handlers
+    app.get(path, name=f"list {collection}")(list_handler)
+    app.get(f"{path}/{{name}}", name=f"get {kind}")(get_handler)
+    app.put(f"{path}/{{name}}", name=f"put {kind}")(put_handler)
+    app.delete(f"{path}/{{name}}", name=f"delete {kind}")(delete_handler)

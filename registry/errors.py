@@ -56,3 +56,7 @@ class SchemaOutdated(RegistryError):
 
 class VipPoolExhausted(RegistryError):
     """No virtual IP is free in the configured range; widen --vip-cidr."""
+
+
+class ReadOnly(RegistryError):
+    """This control plane does not take writes of this resource (it is replicated here)."""

@@ -38,13 +38,18 @@ class RegistryFollower:
     """Follows the registry's change feed and hands each new snapshot to `publish`."""
 
     def __init__(
-        self, store: Store, publish: Publish, *, poll_interval: float | None = None
+        self,
+        store: Store,
+        publish: Publish,
+        *,
+        poll_interval: float | None = None,
+        local_zone: str | None = None,
     ) -> None:
         backend = make_url(store.engine.url).get_backend_name()
         self.store = store
         self.publish = publish
         self.poll_interval = poll_interval or POLL_INTERVAL.get(backend, 1.0)
-        self.view = RegistryView()
+        self.view = RegistryView(local_zone)
         self.revision: int | None = None  # the feed cursor: last revision applied
         self.connected = False
         self.last_apply_seconds = 0.0  # time to apply the last batch, for benchmarks

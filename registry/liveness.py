@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from registry.errors import DatabaseUnavailable, NotFound
 from registry.models import DataplaneInsightRow, DataplaneRow, InboundRow, MeshRow
 from registry.schema import Dataplane
-from registry.store import Store, _Transaction, _Unchanged
+from registry.store import Store, Transaction, _Unchanged
 from registry.vips import release_vips
 
 log = logging.getLogger("meshdns.liveness")
@@ -107,7 +107,7 @@ class Liveness:
 
     async def connect(self, dataplane: Dataplane) -> bool:
         """Register (create or update) an agent's dataplane and mark it online; True if new."""
-        async with self.store._write() as transaction:
+        async with self.store.writing() as transaction:
             connection, now = transaction.connection, transaction.now
             created = await self.store._put_dataplane(connection, dataplane, now)
             dataplane_id = await _dataplane_id(connection, (dataplane.mesh, dataplane.name))
@@ -141,7 +141,7 @@ class Liveness:
         self.heartbeats += 1
         known = self._known(key)
         if known is None:
-            async with self.store._read() as connection:
+            async with self.store.reading() as connection:
                 if await _dataplane_id(connection, key) is None:
                     raise NotFound(f'dataplane "{key[1]}" not found in mesh "{key[0]}"')
         # One the registry holds offline comes back online at the next flush.
@@ -153,7 +153,7 @@ class Liveness:
         True when the dataplane was deleted.
         """
         self._beats.pop(key, None)
-        async with self.store._write() as transaction:
+        async with self.store.writing() as transaction:
             connection = transaction.connection
             row = (
                 await connection.execute(
@@ -224,12 +224,12 @@ class Liveness:
 
     async def _revive(self, keys: Collection[DataplaneKey]) -> None:
         """Mark online those of `keys` the registry holds offline (their agents came back)."""
-        async with self.store._read() as connection:
+        async with self.store.reading() as connection:
             offline = await _select_keys(connection, keys, DataplaneInsightRow.online.is_(False))
         if not offline:
             return
         try:
-            async with self.store._write() as transaction:
+            async with self.store.writing() as transaction:
                 connection = transaction.connection
                 # Again under the write lock: another replica may have revived or deleted them.
                 revived = await _select_keys(
@@ -272,13 +272,13 @@ class Liveness:
             )
         )
         # A read first: most sweeps find nothing and need no write lock.
-        async with self.store._read() as connection:
+        async with self.store.reading() as connection:
             if not await _select_keys(connection, None, stale | expired, limit=1):
                 return SweepResult()
         offline: list[DataplaneKey] = []
         deleted: list[DataplaneKey] = []
         try:
-            async with self.store._write() as transaction:
+            async with self.store.writing() as transaction:
                 connection = transaction.connection
                 # Again under the write lock: another replica may have just done it.
                 for dataplane_id, key in await _select_keys(connection, None, stale):
@@ -335,7 +335,7 @@ class Liveness:
         found: dict[str, Insight] = {}
         if not wanted:
             return found
-        async with self.store._read() as connection:
+        async with self.store.reading() as connection:
             rows = await connection.execute(
                 select(
                     DataplaneRow.name,
@@ -387,7 +387,7 @@ async def _select_keys(
     return found
 
 
-async def _delete(transaction: _Transaction, dataplane_id: int, key: DataplaneKey) -> None:
+async def _delete(transaction: Transaction, dataplane_id: int, key: DataplaneKey) -> None:
     """Delete a dataplane in `transaction`, its VIPs released as Store.delete_dataplane does."""
     connection = transaction.connection
     services = set(

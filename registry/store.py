@@ -92,7 +92,7 @@ class ServiceSummary:
     dataplanes: int
 
 
-class _Transaction:
+class Transaction:
     """An open write transaction and the changes it made, for the change feed."""
 
     def __init__(self, connection: AsyncConnection, now: datetime) -> None:
@@ -153,7 +153,7 @@ class Store:
     # -- transactions -------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
         """One consistent read: all its statements see the same committed state."""
         with map_errors(self.engine.url):
             async with self.engine.connect() as connection:
@@ -164,7 +164,7 @@ class Store:
                     yield connection
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[_Transaction]:
+    async def writing(self) -> AsyncIterator[Transaction]:
         """A write transaction; the changes it records enter the change feed at commit."""
         with map_errors(self.engine.url):
             async with self._writer.begin() as connection:
@@ -182,7 +182,7 @@ class Store:
                 )
                 if first_revision is None:
                     raise schema_missing(self.engine.url)
-                transaction = _Transaction(connection, _now())
+                transaction = Transaction(connection, _now())
                 yield transaction
                 await record_changes(
                     connection, first_revision, transaction.changes, transaction.now
@@ -199,18 +199,30 @@ class Store:
         # Meshes first, so a batch may hold a mesh and its dataplanes in any order.
         order = sorted(range(len(resources)), key=lambda i: not isinstance(resources[i], Mesh))
         created = [False] * len(resources)
-        async with self._write() as transaction:
-            connection, now = transaction.connection, transaction.now
+        async with self.writing() as transaction:
             for index in order:
-                resource = resources[index]
-                if isinstance(resource, Mesh):
-                    created[index] = await self._put_mesh(connection, resource, now)
-                elif isinstance(resource, Dataplane):
-                    created[index] = await self._put_dataplane(connection, resource, now)
-                else:
-                    created[index] = await self._put_other(connection, resource, now)
-                transaction.record(resource.type, feed_mesh(resource), resource.name)
+                created[index] = await self.put_in(transaction, resources[index])
         return created
+
+    async def put_in(self, transaction: Transaction, resource: Resource) -> bool:
+        """Create or replace `resource` in an open write transaction; True when created."""
+        connection, now = transaction.connection, transaction.now
+        if isinstance(resource, Mesh):
+            created = await self._put_mesh(connection, resource, now)
+        elif isinstance(resource, Dataplane):
+            created = await self._put_dataplane(connection, resource, now)
+        else:
+            created = await self._put_other(connection, resource, now)
+        transaction.record(resource.type, feed_mesh(resource), resource.name)
+        return created
+
+    async def delete_in(self, transaction: Transaction, kind: str, mesh: str, name: str) -> bool:
+        """Delete a resource in an open write transaction; False when there was none."""
+        if kind == "Mesh":
+            return await self._delete_mesh(transaction, name)
+        if kind == "Dataplane":
+            return await self._delete_dataplane(transaction, mesh, name)
+        return await self._delete_other(transaction, kind, mesh, name)
 
     async def _mesh_id(self, connection: AsyncConnection, mesh: str, what: str) -> int:
         mesh_id = await connection.scalar(select(MeshRow.id).where(MeshRow.name == mesh))
@@ -350,84 +362,96 @@ class Store:
 
     async def delete_mesh(self, name: str) -> None:
         """Delete a mesh and, like Kuma, its dataplanes; their VIPs go into quarantine."""
-        async with self._write() as transaction:
-            connection = transaction.connection
-            dataplanes = await connection.scalars(
-                select(DataplaneRow.name)
-                .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
-                .where(MeshRow.name == name)
-            )
-            # The database cascades; the feed gets a tombstone for each dataplane too.
-            for dataplane in dataplanes:
-                transaction.record("Dataplane", name, dataplane, deleted=True)
-            permissions = await connection.scalars(
-                select(TrafficPermissionRow.name)
-                .join(MeshRow, MeshRow.id == TrafficPermissionRow.mesh_id)
-                .where(MeshRow.name == name)
-            )
-            for permission in permissions:
-                transaction.record("TrafficPermission", name, permission, deleted=True)
-            result = await connection.execute(delete(MeshRow).where(MeshRow.name == name))
-            if result.rowcount == 0:
+        async with self.writing() as transaction:
+            if not await self._delete_mesh(transaction, name):
                 raise NotFound(f'mesh "{name}" not found')
-            await release_vips(connection, name, None, transaction.now)
-            transaction.record("Mesh", name, name, deleted=True)
 
     async def delete_dataplane(self, mesh: str, name: str) -> None:
-        async with self._write() as transaction:
-            connection = transaction.connection
-            dataplane_id = await connection.scalar(
-                select(DataplaneRow.id)
-                .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
-                .where(MeshRow.name == mesh, DataplaneRow.name == name)
-            )
-            if dataplane_id is None:
+        async with self.writing() as transaction:
+            if not await self._delete_dataplane(transaction, mesh, name):
                 raise NotFound(f'dataplane "{name}" not found in mesh "{mesh}"')
-            services = set(
-                await connection.scalars(
-                    select(InboundRow.service).where(InboundRow.dataplane_id == dataplane_id)
-                )
-            )
-            await connection.execute(delete(DataplaneRow).where(DataplaneRow.id == dataplane_id))
-            await release_vips(connection, mesh, services, transaction.now)
-            transaction.record("Dataplane", mesh, name, deleted=True)
 
     async def delete_resource(self, kind: str, mesh: str, name: str) -> None:
         """Delete an ingress, egress, traffic permission (in `mesh`) or zone."""
-        table = _TABLES[kind]
-        async with self._write() as transaction:
-            connection = transaction.connection
-            where = [table.name == name]
-            if kind == "TrafficPermission":
-                where.append(table.mesh_id.in_(select(MeshRow.id).where(MeshRow.name == mesh)))
-            row_id = await connection.scalar(select(table.id).where(*where))
-            if row_id is None:
+        async with self.writing() as transaction:
+            if not await self._delete_other(transaction, kind, mesh, name):
                 raise NotFound(_missing(kind, mesh, name))
-            offered: list[tuple[str, str]] = []
-            if kind == "ZoneIngress":
-                offered = list(
-                    (
-                        await connection.execute(
-                            select(IngressServiceRow.mesh, IngressServiceRow.service).where(
-                                IngressServiceRow.ingress_id == row_id
-                            )
-                        )
-                    ).tuples()
-                )
-            await connection.execute(delete(table).where(table.id == row_id))
-            for offered_mesh, service in offered:
-                await release_vips(connection, offered_mesh, {service}, transaction.now)
-            transaction.record(
-                kind, mesh if kind == "TrafficPermission" else NO_MESH, name, deleted=True
+
+    async def _delete_mesh(self, transaction: Transaction, name: str) -> bool:
+        connection = transaction.connection
+        mesh_id = await connection.scalar(select(MeshRow.id).where(MeshRow.name == name))
+        if mesh_id is None:
+            return False
+        # The database cascades; the feed gets a tombstone for each of its resources too.
+        for kind, table in (
+            ("Dataplane", DataplaneRow),
+            ("TrafficPermission", TrafficPermissionRow),
+        ):
+            for member in await connection.scalars(
+                select(table.name).where(table.mesh_id == mesh_id)
+            ):
+                transaction.record(kind, name, member, deleted=True)
+        await connection.execute(delete(MeshRow).where(MeshRow.id == mesh_id))
+        await release_vips(connection, name, None, transaction.now)
+        transaction.record("Mesh", name, name, deleted=True)
+        return True
+
+    async def _delete_dataplane(self, transaction: Transaction, mesh: str, name: str) -> bool:
+        connection = transaction.connection
+        dataplane_id = await connection.scalar(
+            select(DataplaneRow.id)
+            .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
+            .where(MeshRow.name == mesh, DataplaneRow.name == name)
+        )
+        if dataplane_id is None:
+            return False
+        services = set(
+            await connection.scalars(
+                select(InboundRow.service).where(InboundRow.dataplane_id == dataplane_id)
             )
+        )
+        await connection.execute(delete(DataplaneRow).where(DataplaneRow.id == dataplane_id))
+        await release_vips(connection, mesh, services, transaction.now)
+        transaction.record("Dataplane", mesh, name, deleted=True)
+        return True
+
+    async def _delete_other(
+        self, transaction: Transaction, kind: str, mesh: str, name: str
+    ) -> bool:
+        table = _TABLES[kind]
+        connection = transaction.connection
+        where = [table.name == name]
+        if kind == "TrafficPermission":
+            where.append(table.mesh_id.in_(select(MeshRow.id).where(MeshRow.name == mesh)))
+        row_id = await connection.scalar(select(table.id).where(*where))
+        if row_id is None:
+            return False
+        offered: list[tuple[str, str]] = []
+        if kind == "ZoneIngress":
+            offered = list(
+                (
+                    await connection.execute(
+                        select(IngressServiceRow.mesh, IngressServiceRow.service).where(
+                            IngressServiceRow.ingress_id == row_id
+                        )
+                    )
+                ).tuples()
+            )
+        await connection.execute(delete(table).where(table.id == row_id))
+        for offered_mesh, service in offered:
+            await release_vips(connection, offered_mesh, {service}, transaction.now)
+        transaction.record(
+            kind, mesh if kind == "TrafficPermission" else NO_MESH, name, deleted=True
+        )
+        return True
 
     async def ensure_mesh(self, name: str) -> bool:
         """Create mesh `name` when no mesh exists at all (Kuma's default mesh); True if created."""
-        async with self._read() as connection:
+        async with self.reading() as connection:
             if await connection.scalar(select(exists(select(MeshRow.id)))):
                 return False
         try:
-            async with self._write() as transaction:
+            async with self.writing() as transaction:
                 connection = transaction.connection
                 # Checked again under the write lock: another replica may have just made one.
                 if await connection.scalar(select(exists(select(MeshRow.id)))):
@@ -443,7 +467,7 @@ class Store:
     # -- reads --------------------------------------------------------------------------
 
     async def get_mesh(self, name: str) -> Stored:
-        async with self._read() as connection:
+        async with self.reading() as connection:
             row = (
                 await connection.execute(
                     select(MeshRow.spec, MeshRow.created_at, MeshRow.modified_at).where(
@@ -457,11 +481,11 @@ class Store:
 
     async def list_meshes(self, size: int = 100, offset: int = 0) -> Page:
         query = select(MeshRow.name, MeshRow.spec, MeshRow.created_at, MeshRow.modified_at)
-        async with self._read() as connection:
+        async with self.reading() as connection:
             return await _page(connection, Mesh, query, MeshRow.name, size, offset)
 
     async def get_dataplane(self, mesh: str, name: str) -> Stored:
-        async with self._read() as connection:
+        async with self.reading() as connection:
             row = (
                 await connection.execute(
                     select(DataplaneRow.spec, DataplaneRow.created_at, DataplaneRow.modified_at)
@@ -490,7 +514,7 @@ class Store:
         )
         if tags:
             query = query.where(_has_inbound_tagged(tags))
-        async with self._read() as connection:
+        async with self.reading() as connection:
             return await _page(connection, Dataplane, query, DataplaneRow.name, size, offset)
 
     async def get_resource(self, kind: str, mesh: str, name: str) -> Stored:
@@ -499,7 +523,7 @@ class Store:
         query = select(table.spec, table.created_at, table.modified_at).where(table.name == name)
         if kind == "TrafficPermission":
             query = query.join(MeshRow, MeshRow.id == table.mesh_id).where(MeshRow.name == mesh)
-        async with self._read() as connection:
+        async with self.reading() as connection:
             row = (await connection.execute(query)).one_or_none()
         if row is None:
             raise NotFound(_missing(kind, mesh, name))
@@ -512,12 +536,12 @@ class Store:
         query = select(table.name, table.spec, table.created_at, table.modified_at)
         if kind == "TrafficPermission":
             query = query.join(MeshRow, MeshRow.id == table.mesh_id).where(MeshRow.name == mesh)
-        async with self._read() as connection:
+        async with self.reading() as connection:
             return await _page(connection, _MODELS[kind], query, table.name, size, offset)
 
     async def zone_contacts(self) -> dict[str, datetime | None]:
         """Each zone's last contact from its sync worker."""
-        async with self._read() as connection:
+        async with self.reading() as connection:
             rows = await connection.execute(select(ZoneRow.name, ZoneRow.last_seen))
             return {name: last_seen for name, last_seen in rows}
 
@@ -538,7 +562,7 @@ class Store:
             .where(MeshRow.name == mesh)
             .group_by(InboundRow.service)
         )
-        async with self._read() as connection:
+        async with self.reading() as connection:
             rows = (await connection.execute(counts)).all()
             vips = await active_vips(connection, mesh)
         summaries = []
@@ -556,7 +580,7 @@ class Store:
         return sorted(summaries, key=lambda summary: summary.name)
 
     async def revision(self) -> int:
-        async with self._read() as connection:
+        async with self.reading() as connection:
             return await read_revision(connection)
 
     async def load_snapshot(self) -> Snapshot:
@@ -568,7 +592,7 @@ class Store:
 
     async def read_all(self) -> FeedBatch:
         """Everything a snapshot needs, at one revision: where a reader starts."""
-        async with self._read() as connection:
+        async with self.reading() as connection:
             return await read_all(connection)
 
     async def read_feed(
@@ -576,7 +600,7 @@ class Store:
     ) -> FeedBatch | None:
         """The next changes after revision `after` and the current state of what they touch;
         None when there are none."""
-        async with self._read() as connection:
+        async with self.reading() as connection:
             return await read_batch(connection, after, old_services, limit)
 
 

@@ -215,7 +215,7 @@ async def test_registry_feed_makes_the_late_commit_impossible(postgres_database_
         release_first = asyncio.Event()
 
         async def first_writer() -> None:
-            async with store._write() as transaction:  # held open on purpose
+            async with store.writing() as transaction:  # held open on purpose
                 transaction.record("Dataplane", "default", "first")
                 first_open.set()
                 await release_first.wait()
