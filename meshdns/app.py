@@ -214,7 +214,11 @@ async def serve(settings: Settings) -> None:
 
     follow_task = asyncio.create_task(follower.run(), name="snapshot-follower")
     api_task = asyncio.create_task(api.serve(), name="api")
-    liveness_task = asyncio.create_task(liveness.run(), name="liveness")
+    # A global control plane's dataplanes are replicated with their zone's liveness; no
+    # agent heartbeats there, so no sweeps either.
+    liveness_task = (
+        asyncio.create_task(liveness.run(), name="liveness") if settings.mode != "global" else None
+    )
     notify_task = asyncio.create_task(notifier.run()) if notifier is not None else None
     log.info(
         "meshdns %s (python %s) mode=%s database=%s dns=%s:%s api=%s:%s domain=%s",
@@ -237,9 +241,10 @@ async def serve(settings: Settings) -> None:
         log.info("shutting down")
         # Liveness first: agents cannot reach a stopping server, which must not judge them
         # offline (and tell its long polls so) in the seconds its API takes to close.
-        liveness_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await liveness_task
+        if liveness_task is not None:
+            liveness_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await liveness_task
         await liveness.close()
         api.should_exit = True
         stop_task.cancel()

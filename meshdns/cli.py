@@ -113,6 +113,38 @@ def migrate(**given: Any) -> None:
     click.echo("database is up to date")
 
 
+@main.command()
+@options(
+    "zone",
+    "zone_database_url",
+    "global_database_url",
+    "sync_batch",
+    "sync_poll_interval",
+    "log_level",
+)
+def sync(**given: Any) -> None:
+    """Replicate a zone's registry into the global store and back, until stopped."""
+    from meshdns.sync import run_sync
+
+    settings = Settings.from_options(given)
+    for name, value in (
+        ("--zone", settings.zone),
+        ("--zone-database-url", settings.zone_database_url),
+        ("--global-database-url", settings.global_database_url),
+    ):
+        if not value:
+            fail(f"sync needs {name}")
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        _run(run_sync(settings))
+    except RegistryError as error:
+        fail(str(error))
+
+
 # --- the client commands --------------------------------------------------------------
 
 

@@ -179,6 +179,28 @@ class Settings:
             multiple=True,
         ),
     )
+    zone_database_url: str | None = field(
+        default=None,
+        metadata=_option("`sync`: SQLAlchemy URL of the zone control plane's registry."),
+    )
+    global_database_url: str | None = field(
+        default=None,
+        metadata=_option("`sync`: SQLAlchemy URL of the global control plane's registry."),
+    )
+    sync_batch: int = field(
+        default=1000,
+        metadata=_option(
+            "`sync`: changes replicated per transaction.", type=click.IntRange(1, 100_000)
+        ),
+    )
+    sync_poll_interval: float = field(
+        default=1.0,
+        metadata=_option(
+            "`sync`: seconds between looks for changes when no NOTIFY says so (Postgres "
+            "notifies at once; SQLite is polled).",
+            type=click.FloatRange(0.01),
+        ),
+    )
     log_level: str = field(
         default="info",
         metadata=_option(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
+from registry import bulk
+from registry.bulk import Replica
 from registry.database import WRITE_OPTION, map_errors, schema_missing
 from registry.errors import NotFound, RegistryError
 from registry.feed import (
@@ -215,6 +217,45 @@ class Store:
             created = await self._put_other(connection, resource, now)
         transaction.record(resource.type, feed_mesh(resource), resource.name)
         return created
+
+    async def put_dataplanes(self, transaction: Transaction, replicas: Sequence[Replica]) -> None:
+        """Create or replace many dataplanes in a few bulk statements (their meshes exist)."""
+        vips = self.vips if self.allocate_vips else None
+        await bulk.put_dataplanes(transaction.connection, replicas, transaction.now, vips)
+        for replica in replicas:
+            transaction.record("Dataplane", replica.dataplane.mesh, replica.dataplane.name)
+
+    async def delete_dataplanes(
+        self, transaction: Transaction, keys: Collection[tuple[str, str]]
+    ) -> None:
+        """Delete those of the dataplanes (mesh, name) that exist."""
+        vips = self.vips if self.allocate_vips else None
+        for mesh, name in await bulk.delete_dataplanes(
+            transaction.connection, keys, transaction.now, vips
+        ):
+            transaction.record("Dataplane", mesh, name, deleted=True)
+
+    async def touch_zone(self, name: str, now: datetime) -> None:
+        """Note the sync worker's contact for zone `name`, creating its Zone if new.
+
+        The contact is no feed change: written often, it bumps no revision.
+        """
+        with map_errors(self.engine.url):
+            async with self._writer.begin() as connection:
+                result = await connection.execute(
+                    update(ZoneRow).where(ZoneRow.name == name).values(last_seen=now)
+                )
+        if result.rowcount:
+            return
+        async with self.writing() as transaction:
+            exists_now = await transaction.connection.scalar(
+                select(ZoneRow.id).where(ZoneRow.name == name)
+            )
+            if exists_now is None:
+                await self.put_in(transaction, Zone.model_validate({"name": name}))
+            await transaction.connection.execute(
+                update(ZoneRow).where(ZoneRow.name == name).values(last_seen=now)
+            )
 
     async def delete_in(self, transaction: Transaction, kind: str, mesh: str, name: str) -> bool:
         """Delete a resource in an open write transaction; False when there was none."""
