@@ -223,8 +223,10 @@ def servers(database_url: str, count: int, extra: Sequence[str] = ()) -> Iterato
 class DnsPoller:
     """Asks one name over and over on one UDP socket, as fast as answers come back."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, source: str | None = None) -> None:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if source is not None:  # ask from this loopback address (a dataplane's, say)
+            self.socket.bind((source, 0))
         self.socket.connect(("127.0.0.1", port))
         self.query_id = 0
 
