@@ -4,7 +4,8 @@ Parsing a query with dnslib and packing its reply costs ten times what the rest 
 a lookup does. So the handler keeps the replies it built from the zone, as bytes,
 keyed by everything the bytes depend on: the query message itself after its
 transaction id (flags, counts, the question exactly as asked, the OPT record with
-its payload size), the client's mesh, whether the client may recurse (RA), and the
+its payload size), the client's view (its mesh, and which remote services of other
+zones it may see), whether the client may recurse (RA), and the
 transport (TCP replies are never truncated). A later query with the same key gets the
 same bytes with its own transaction id: the question is echoed exactly as asked and
 EDNS and truncation are what the full path decided for those very bytes, without
@@ -36,7 +37,8 @@ ROTATIONS = 4
 REFRESH_EVERY = 256
 _ROTATION_TRIES = 4
 
-# (the query after its id, the client's mesh, whether it may recurse, over TCP)
+# (the query after its id, the client's view: its mesh and the remote services it may
+# see, whether it may recurse, over TCP)
 Key = tuple[bytes, str, bool, bool]
 
 

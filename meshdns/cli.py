@@ -293,7 +293,15 @@ TABLES: dict[str, tuple[list[str], Any]] = {
             str(i["dataplanes"]),
         ],
     ),
-    "zones": (["NAME", "STATUS"], lambda i: [i["name"], i.get("status", "-")]),
+    "zones": (
+        ["NAME", "STATUS", "ENABLED", "LAST SEEN"],
+        lambda i: [
+            i["name"],
+            i.get("status", "-"),
+            "yes" if i.get("enabled", True) else "no",
+            _age(i.get("lastSeen")),
+        ],
+    ),
 }
 
 
@@ -319,7 +327,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def get(kind: str, mesh: str, output: str, api: str) -> None:
     """List meshes, dataplanes, services or zones."""
     path = {"meshes": "/meshes", "zones": "/zones"}.get(kind, f"/meshes/{mesh}/{kind}")
-    if kind == "dataplanes" and output == "table":
+    if kind in ("dataplanes", "zones") and output == "table":
         path += "+insights"  # the table shows status, as `kumactl inspect dataplanes`
     items = _all_items(api, path)
     if output == "json":

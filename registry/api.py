@@ -356,7 +356,11 @@ def create_app(
         page = await store.list_resources("Zone", None, size=size, offset=offset)
         contacts = await store.zone_contacts()
         items = [
-            {**render(item), **_zone_status(contacts.get(item.resource.name))}
+            {
+                **render(item),
+                "enabled": getattr(item.resource, "enabled", True),
+                **_zone_status(contacts.get(item.resource.name)),
+            }
             for item in page.items
         ]
         return _listing(request, page.total, items, size, offset)

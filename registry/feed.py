@@ -83,7 +83,14 @@ async def record_changes(
     `first_revision`; this moves it to the last revision used, which it returns.
     """
     if not changes:
-        return first_revision
+        # Nothing to number (a sync batch that only moved its cursor, say): give the
+        # revision back, so the registry's revision stays its last change's.
+        await connection.execute(
+            update(RegistryStateRow)
+            .where(RegistryStateRow.id == 1)
+            .values(revision=first_revision - 1)
+        )
+        return first_revision - 1
     last = first_revision + len(changes) - 1
     await connection.execute(
         insert(ChangeRow),

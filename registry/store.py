@@ -307,15 +307,14 @@ class Store:
         self, connection: AsyncConnection, ingress_id: int, ingress: ZoneIngress, now: datetime
     ) -> None:
         """The services an ingress offers, and the VIPs this zone gives them."""
-        old = set(
-            (
-                await connection.execute(
-                    select(IngressServiceRow.mesh, IngressServiceRow.service).where(
-                        IngressServiceRow.ingress_id == ingress_id
-                    )
+        old = {
+            (mesh, service)
+            for mesh, service in await connection.execute(
+                select(IngressServiceRow.mesh, IngressServiceRow.service).where(
+                    IngressServiceRow.ingress_id == ingress_id
                 )
-            ).tuples()
-        )
+            )
+        }
         await connection.execute(
             delete(IngressServiceRow).where(IngressServiceRow.ingress_id == ingress_id)
         )
@@ -469,15 +468,14 @@ class Store:
             return False
         offered: list[tuple[str, str]] = []
         if kind == "ZoneIngress":
-            offered = list(
-                (
-                    await connection.execute(
-                        select(IngressServiceRow.mesh, IngressServiceRow.service).where(
-                            IngressServiceRow.ingress_id == row_id
-                        )
+            offered = [
+                (mesh, service)
+                for mesh, service in await connection.execute(
+                    select(IngressServiceRow.mesh, IngressServiceRow.service).where(
+                        IngressServiceRow.ingress_id == row_id
                     )
-                ).tuples()
-            )
+                )
+            ]
         await connection.execute(delete(table).where(table.id == row_id))
         for offered_mesh, service in offered:
             await release_vips(connection, offered_mesh, {service}, transaction.now)

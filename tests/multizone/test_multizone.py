@@ -258,6 +258,10 @@ def test_disabling_a_zone_removes_its_ingress_from_the_other_zones(
         lambda: httpx.get(global_cp.api + "/zones/zone-a").status_code == 200,
         what="zone-a on global",
     )
+    listed = global_cp.cli("get", "zones")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line.split()[1:3] for line in listed.stdout.splitlines()[1:]}
+    assert rows["zone-a"] == ["Online", "yes"]
     assert (
         put(
             global_cp.api, "/zones/zone-a", {"type": "Zone", "name": "zone-a", "enabled": False}
@@ -265,6 +269,11 @@ def test_disabling_a_zone_removes_its_ingress_from_the_other_zones(
         == 200
     )
     eventually(lambda: ingress_names() == [], what="ingress gone from zone-b")
+    rows = {
+        line.split()[0]: line.split()[1:3]
+        for line in global_cp.cli("get", "zones").stdout.splitlines()[1:]
+    }
+    assert rows["zone-a"] == ["Online", "no"]
     assert (
         put(
             global_cp.api, "/zones/zone-a", {"type": "Zone", "name": "zone-a", "enabled": True}
