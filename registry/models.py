@@ -183,10 +183,9 @@ class DataplaneInsightRow(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
-class ZoneIngressRow(Base):
-    """A zone ingress; ``zone`` None is this registry's own (not replicated)."""
-
-    __tablename__ = "zone_ingresses"
+class _ZoneScoped:
+    """Columns of a resource named across the registry, kept whole as JSON, with the
+    zone it belongs to (None: this registry's own, not replicated)."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
@@ -194,6 +193,10 @@ class ZoneIngressRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ZoneIngressRow(_ZoneScoped, Base):
+    __tablename__ = "zone_ingresses"
 
 
 class IngressServiceRow(Base):
@@ -210,15 +213,8 @@ class IngressServiceRow(Base):
     instances: Mapped[int] = mapped_column(Integer)
 
 
-class ZoneEgressRow(Base):
+class ZoneEgressRow(_ZoneScoped, Base):
     __tablename__ = "zone_egresses"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
-    zone: Mapped[str | None] = mapped_column(String(NAME_LENGTH), index=True)
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class TrafficPermissionRow(Base):

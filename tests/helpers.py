@@ -9,9 +9,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -20,6 +21,33 @@ ROOT = Path(__file__).resolve().parent.parent
 MESHDNS = str(Path(sys.executable).with_name("meshdns"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 LOOPBACK_SINK = "127.0.0.1:9"  # the discard port: nothing listens, so nothing answers
+
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], what: str, timeout: float = 15.0) -> T:
+    """``check()``'s first truthy value, polling; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what} (last: {value!r})")
+        time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[Any]) -> int:
+    """SIGTERM, then SIGKILL after 15 s; the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 def free_port() -> int:
@@ -99,14 +127,7 @@ class Meshdns:
 
     def stop(self) -> int:
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""

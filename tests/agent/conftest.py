@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import LOOPBACK_SINK, MESHDNS, Meshdns, dig, free_port
+from tests.helpers import LOOPBACK_SINK, MESHDNS, Meshdns, dig, eventually, free_port
 
 # Short windows so the tests run quickly: offline after 3 x 0.2 s without a heartbeat.
 FAST_LIVENESS = ("--heartbeat-interval", "0.2", "--offline-after", "3")
@@ -114,14 +114,7 @@ def answers(port: int, name: str, qtype: str = "A") -> list[str]:
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15, message: str = "condition") -> Any:
     """Poll `predicate` until truthy; fail with `message` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout}s: {message} (last: {value!r})")
-        time.sleep(0.05)
+    return eventually(predicate, message, timeout)
 
 
 def overview(server: Meshdns, name: str) -> dict[str, Any] | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PostgresAdmin, postgres_url
-from tests.helpers import MESHDNS, Meshdns
+from tests.helpers import MESHDNS, Meshdns, stop_process
 
 
 @dataclass
@@ -56,14 +55,7 @@ class SyncProcess:
 
     def stop(self) -> int:
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
@@ -96,10 +88,6 @@ def start_sync(tmp_path: Path) -> Iterator[Callable[..., SyncProcess]]:
     yield start
     for worker in started:
         worker.stop()
-
-
-def upstream_env() -> dict[str, str]:
-    return dict(os.environ)
 
 
 __all__ = ["Meshdns", "SyncProcess"]

@@ -9,7 +9,6 @@ enables mTLS and a TrafficPermission allows it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -17,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import Meshdns, dig
+from tests.helpers import Meshdns, dig, eventually
+from tests.live.livetesting import dataplane
 from tests.multizone.conftest import SyncProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
@@ -31,31 +31,8 @@ OTHER_ADDRESS = "127.0.0.23"
 MTLS = {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}
 
 
-def eventually(probe: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
-
-
 def put(api: str, path: str, body: dict[str, Any]) -> httpx.Response:
     return httpx.put(api + path, json=body, timeout=10)
-
-
-def dataplane(name: str, service: str, address: str) -> dict[str, Any]:
-    return {
-        "type": "Dataplane",
-        "mesh": "default",
-        "name": name,
-        "networking": {
-            "address": address,
-            "inbound": [{"port": 8080, "tags": {"kuma.io/service": service}}],
-        },
-    }
 
 
 def ask(

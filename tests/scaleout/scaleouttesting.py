@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,6 +12,7 @@ import dns.query
 import dns.rdataclass
 import httpx
 
+from tests import helpers
 from tests.helpers import Meshdns
 
 T = TypeVar("T")
@@ -50,15 +50,8 @@ def addresses(reply: dns.message.Message) -> list[str]:
 
 
 def eventually(check: Callable[[], T], what: str, timeout: float = PATIENCE) -> T:
-    """``check()``'s first truthy value, polling; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
+    """``check()``'s first truthy value, polling, with this package's patience."""
+    return helpers.eventually(check, what, timeout)
 
 
 def udp_socket() -> socket.socket:
