@@ -43,6 +43,14 @@ def main() -> None:
     """DNS-centric service discovery for service meshes."""
 
 
+def _log_to_stderr(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Alembic narrates every migration context at INFO; only its warnings matter here.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def _run(coroutine: Any) -> None:
     try:
         import uvloop
@@ -85,12 +93,7 @@ def serve(**given: Any) -> None:
     from meshdns.app import serve as run_server
 
     settings = Settings.from_options(given)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Alembic narrates every migration context at INFO; only its warnings matter here.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _log_to_stderr(settings.log_level)
     try:
         _run(run_server(settings))
     except RegistryError as error:
@@ -134,11 +137,7 @@ def sync(**given: Any) -> None:
     ):
         if not value:
             fail(f"sync needs {name}")
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _log_to_stderr(settings.log_level)
     try:
         _run(run_sync(settings))
     except RegistryError as error:
