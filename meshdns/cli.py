@@ -86,6 +86,15 @@ def _run(coroutine: Any) -> None:
     "dns_workers",
     "allow_transfer",
     "notify",
+    "loopback_admin",
+    "api_tls_cert",
+    "api_tls_key",
+    "rate_limit",
+    "rate_limit_slip",
+    "rate_limit_ipv4_prefix",
+    "rate_limit_ipv6_prefix",
+    "tcp_max_connections",
+    "tcp_idle_timeout",
     "log_level",
 )
 def serve(**given: Any) -> None:

@@ -179,6 +179,65 @@ class Settings:
             multiple=True,
         ),
     )
+    loopback_admin: bool = field(
+        default=True,
+        metadata=_option(
+            "Treat API requests from loopback as admin without a token (Kuma's default); "
+            "--no-loopback-admin requires a token from everyone.",
+            flag="--loopback-admin/--no-loopback-admin",
+        ),
+    )
+    api_tls_cert: str | None = field(
+        default=None,
+        metadata=_option("PEM certificate (chain) for HTTPS on the API; needs --api-tls-key."),
+    )
+    api_tls_key: str | None = field(
+        default=None, metadata=_option("PEM private key of --api-tls-cert.")
+    )
+    rate_limit: int = field(
+        default=10000,
+        metadata=_option(
+            "DNS responses per second to one client network (token bucket, burst of one "
+            "second); 0: no limit.",
+            type=click.IntRange(0),
+        ),
+    )
+    rate_limit_slip: int = field(
+        default=2,
+        metadata=_option(
+            "Of the UDP responses over the limit, every Nth is sent empty with TC set, so a "
+            "real client retries over TCP (BIND's slip); the others are dropped. 0: drop all.",
+            type=click.IntRange(0),
+        ),
+    )
+    rate_limit_ipv4_prefix: int = field(
+        default=32,
+        metadata=_option(
+            "IPv4 prefix length that makes one client network for --rate-limit.",
+            type=click.IntRange(0, 32),
+        ),
+    )
+    rate_limit_ipv6_prefix: int = field(
+        default=64,
+        metadata=_option(
+            "IPv6 prefix length that makes one client network for --rate-limit.",
+            type=click.IntRange(0, 128),
+        ),
+    )
+    tcp_max_connections: int = field(
+        default=256,
+        metadata=_option(
+            "Open DNS TCP connections at most; past it the longest idle one is closed.",
+            type=click.IntRange(1),
+        ),
+    )
+    tcp_idle_timeout: float = field(
+        default=10.0,
+        metadata=_option(
+            "Seconds a DNS TCP connection may stay idle before it is closed (RFC 7766).",
+            type=click.FloatRange(0.1),
+        ),
+    )
     zone_database_url: str | None = field(
         default=None,
         metadata=_option("`sync`: SQLAlchemy URL of the zone control plane's registry."),
@@ -247,6 +306,10 @@ class Settings:
                 raise click.BadParameter(
                     f"{item!r} is not a CIDR", param_hint="--allow-transfer"
                 ) from None
+        if (self.api_tls_cert is None) != (self.api_tls_key is None):
+            raise click.BadParameter(
+                "--api-tls-cert and --api-tls-key go together", param_hint="--api-tls-cert"
+            )
         if self.mode == "zone" and not self.zone:
             raise click.BadParameter("--mode zone needs --zone NAME", param_hint="--zone")
 
