@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -256,3 +257,24 @@ class SyncCursorRow(Base):
     source: Mapped[str] = mapped_column(String(NAME_LENGTH + 8), primary_key=True)
     revision: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SigningKeyRow(Base):
+    """A key API tokens are signed with (registry/auth.py). The newest signs; every key
+    still here verifies, so rotating is adding one and retiring is deleting one."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    private_key: Mapped[str] = mapped_column(Text)  # PKCS#8 PEM
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class TokenRevocationRow(Base):
+    """A revoked token, by its id (the JWT's ``jti``)."""
+
+    __tablename__ = "token_revocations"
+
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
