@@ -24,6 +24,7 @@ from meshdns.settings import RECURSION_DATAPLANES, RECURSION_NONE, Settings, spl
 from meshdns.workers import Workers, server_id
 from registry.agent_api import agent_router
 from registry.api import create_app
+from registry.auth import Authenticator
 from registry.database import check_schema_current, create_engine, upgrade
 from registry.errors import RegistryError
 from registry.follower import RegistryFollower
@@ -175,10 +176,21 @@ async def serve(settings: Settings) -> None:
         with contextlib.suppress(RegistryError):
             await follower.wait_for(await store.revision(), timeout=1.0)
 
+    def known_services(key: tuple[str, str]) -> frozenset[str] | None:
+        state = follower.view.dataplane(key)
+        return None if state is None else frozenset(state.services)
+
     app = create_app(
-        store, ready=readiness, on_change=written, version=__version__, mode=settings.mode
+        store,
+        ready=readiness,
+        on_change=written,
+        version=__version__,
+        mode=settings.mode,
+        zone=settings.zone,
+        auth=Authenticator(engine, loopback_admin=settings.loopback_admin),
+        known_services=known_services,
     )
-    app.include_router(agent_router(store, liveness, feed, agent_config(settings)))
+    app.include_router(agent_router(store, liveness, feed, agent_config(settings), app.state.guard))
     api = _ApiServer(
         uvicorn.Config(
             app,
@@ -190,6 +202,8 @@ async def serve(settings: Settings) -> None:
             # Agents keep one connection for heartbeats: uvicorn's default 5 s idle close
             # equals the default interval, so a close would cross a heartbeat in flight.
             timeout_keep_alive=int(settings.heartbeat_interval * 3) + 5,
+            ssl_certfile=settings.api_tls_cert,
+            ssl_keyfile=settings.api_tls_key,
         )
     )
     dns = DnsServer(
@@ -221,13 +235,14 @@ async def serve(settings: Settings) -> None:
     )
     notify_task = asyncio.create_task(notifier.run()) if notifier is not None else None
     log.info(
-        "meshdns %s (python %s) mode=%s database=%s dns=%s:%s api=%s:%s domain=%s",
+        "meshdns %s (python %s) mode=%s database=%s dns=%s:%s api=%s://%s:%s domain=%s",
         __version__,
         sys.version.split()[0],
         settings.mode,
         make_url(settings.database_url).render_as_string(hide_password=True),
         settings.dns_address,
         settings.dns_port,
+        "https" if settings.api_tls_cert else "http",
         settings.api_address,
         settings.api_port,
         settings.domain,

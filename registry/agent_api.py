@@ -24,9 +24,11 @@ from registry.api import (
     SizeQuery,
     _listing,
     _tag_filter,
+    caller,
     read_dataplane,
     render,
 )
+from registry.auth import Guard
 from registry.liveness import Insight, Liveness
 from registry.service_feed import ServiceFeed
 from registry.store import Store, Stored
@@ -74,13 +76,17 @@ def agent_router(
     liveness: Liveness,
     feed: ServiceFeed,
     agent_config: Mapping[str, Any],
+    guard: Guard,
 ) -> APIRouter:
-    """The routes above; `agent_config` is what a connecting agent is told to use."""
+    """The routes above; `agent_config` is what a connecting agent is told to use, `guard`
+    the API app's (a dataplane token acts only for dataplanes of its services)."""
     router = APIRouter()
 
     @router.post("/meshes/{mesh}/dataplanes/{name}/connect")
     async def connect(mesh: str, name: str, request: Request) -> JSONResponse:
-        created = await liveness.connect(await read_dataplane(request, mesh, name))
+        dataplane = await read_dataplane(request, mesh, name)
+        await guard.check_put(caller(request), dataplane)
+        created = await liveness.connect(dataplane)
         return JSONResponse(
             {
                 "heartbeatInterval": liveness.settings.heartbeat_interval,
@@ -91,12 +97,16 @@ def agent_router(
         )
 
     @router.post("/meshes/{mesh}/dataplanes/{name}/heartbeat")
-    async def heartbeat(mesh: str, name: str) -> Response:
+    async def heartbeat(mesh: str, name: str, request: Request) -> Response:
+        await guard.check_existing(
+            caller(request), "Dataplane", mesh, name, "send heartbeats for", fast=True
+        )
         await liveness.heartbeat((mesh, name))
         return Response(status_code=204)
 
     @router.post("/meshes/{mesh}/dataplanes/{name}/disconnect")
-    async def disconnect(mesh: str, name: str) -> dict[str, Any]:
+    async def disconnect(mesh: str, name: str, request: Request) -> dict[str, Any]:
+        await guard.check_existing(caller(request), "Dataplane", mesh, name, "disconnect")
         return {"deleted": await liveness.disconnect((mesh, name))}
 
     @router.get("/meshes/{mesh}/dns-records")

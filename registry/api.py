@@ -9,10 +9,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from registry.auth import (
+    ADMIN_IDENTITY,
+    PUBLIC_ROUTES,
+    Authenticator,
+    DataplaneKey,
+    Forbidden,
+    Guard,
+    Identity,
+    Unauthenticated,
+)
 from registry.errors import (
     Cause,
     Conflict,
@@ -39,6 +49,8 @@ log = logging.getLogger("meshdns.api")
 MAX_PAGE_SIZE = 1000
 _STATUS: dict[type[RegistryError], tuple[int, str]] = {
     InvalidResource: (400, "Bad Request"),
+    Unauthenticated: (401, "Unauthorized"),
+    Forbidden: (403, "Forbidden"),
     NotFound: (404, "Not Found"),
     ReadOnly: (405, "Method Not Allowed"),
     Conflict: (409, "Conflict"),
@@ -65,7 +77,11 @@ def _registry_error(_: Request, error: Exception) -> JSONResponse:
     causes = error.causes if isinstance(error, InvalidResource) else None
     if status == 503:
         log.warning("answered 503: %s", error.message)
-    return JSONResponse(error_body(title, error.message, causes), status_code=status)
+    # RFC 6750: a 401 names the scheme the client must use.
+    headers = {"WWW-Authenticate": 'Bearer realm="meshdns"'} if status == 401 else None
+    return JSONResponse(
+        error_body(title, error.message, causes), status_code=status, headers=headers
+    )
 
 
 def _request_invalid(_: Request, error: Exception) -> JSONResponse:
@@ -205,6 +221,12 @@ def _tag_filter(tags: list[str]) -> dict[str, str]:
     return wanted
 
 
+def caller(request: Request) -> Identity:
+    """Who the request acts as (set by the app's authentication dependency)."""
+    who: Identity = request.state.identity
+    return who
+
+
 SizeQuery = Query(100, ge=1, le=MAX_PAGE_SIZE)
 OffsetQuery = Query(0, ge=0)
 
@@ -216,10 +238,39 @@ def create_app(
     on_change: Callable[[], Awaitable[None]] | None = None,
     version: str = "0",
     mode: str = "standalone",
+    zone: str | None = None,
+    auth: Authenticator | None = None,
+    known_services: Callable[[DataplaneKey], frozenset[str] | None] | None = None,
 ) -> FastAPI:
     """The API application over `store`; `on_change` is awaited after every committed write
-    (`serve` uses it to answer only once its own DNS has the write)."""
-    app = FastAPI(title="meshdns", version=version, docs_url=None, redoc_url=None)
+    (`serve` uses it to answer only once its own DNS has the write).
+
+    `auth` None: every request is admin. The app's `state.guard` checks what a caller may
+    do; routers added later (registry/agent_api.py) use it too.
+    """
+    guard = Guard(store, mode=mode, zone=zone, known_services=known_services)
+
+    async def authenticate(request: Request) -> None:
+        # Runs before every route's own parameters: an unauthenticated request learns
+        # nothing, not even that its body was invalid.
+        route = getattr(request.scope.get("route"), "name", "")
+        if route in PUBLIC_ROUTES:
+            return
+        who = ADMIN_IDENTITY
+        if auth is not None:
+            client = request.client.host if request.client else None
+            who = await auth.identify(client, request.headers.get("authorization"))
+        guard.check_route(who, route, request.method, request.url.path, request.path_params)
+        request.state.identity = who
+
+    app = FastAPI(
+        title="meshdns",
+        version=version,
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(authenticate)],
+    )
+    app.state.guard = guard
     app.add_exception_handler(RegistryError, _registry_error)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(Exception, _unexpected)
@@ -287,13 +338,16 @@ def create_app(
     @app.put("/meshes/{mesh}/dataplanes/{name}")
     async def put_dataplane(mesh: str, name: str, request: Request) -> JSONResponse:
         check_writable(mode, "Dataplane")
-        created = await store.put(await read_dataplane(request, mesh, name))
+        dataplane = await read_dataplane(request, mesh, name)
+        await guard.check_put(caller(request), dataplane)
+        created = await store.put(dataplane)
         await changed()
         return JSONResponse({}, status_code=201 if created else 200)
 
     @app.delete("/meshes/{mesh}/dataplanes/{name}")
-    async def delete_dataplane(mesh: str, name: str) -> dict:
+    async def delete_dataplane(mesh: str, name: str, request: Request) -> dict:
         check_writable(mode, "Dataplane")
+        await guard.check_existing(caller(request), "Dataplane", mesh, name, "delete")
         await store.delete_dataplane(mesh, name)
         await changed()
         return {}
@@ -316,6 +370,9 @@ def create_app(
                 "Request is not valid", [Cause("items", "a non-empty list of resources")]
             )
         resources = parse_resources(items)
+        who = caller(request)
+        for index, resource in enumerate(resources):
+            await guard.check_put(who, resource, where=f"items[{index}]: ")
         for resource in resources:
             check_writable(mode, resource.type)
         created = await store.put_many(resources)
@@ -333,12 +390,14 @@ def create_app(
         check_writable(mode, kind)
         expected = {"type": kind, "name": name} | ({"mesh": mesh} if mesh is not None else {})
         resource: Resource = parse_resource(_fill_identity(await read_document(request), expected))
+        await guard.check_put(caller(request), resource)
         created = await store.put(resource)
         await changed()
         return JSONResponse({}, status_code=201 if created else 200)
 
-    async def delete_resource(kind: str, mesh: str | None, name: str) -> dict:
+    async def delete_resource(kind: str, mesh: str | None, name: str, request: Request) -> dict:
         check_writable(mode, kind)
+        await guard.check_existing(caller(request), kind, mesh or "", name, "delete")
         await store.delete_resource(kind, mesh or "", name)
         await changed()
         return {}
@@ -418,8 +477,8 @@ def _add_routes(
         async def put_in_mesh(mesh: str, name: str, request: Request) -> JSONResponse:
             return await put(kind, mesh, name, request)
 
-        async def delete_in_mesh(mesh: str, name: str) -> dict:
-            return await delete(kind, mesh, name)
+        async def delete_in_mesh(mesh: str, name: str, request: Request) -> dict:
+            return await delete(kind, mesh, name, request)
 
         handlers: tuple[Callable[..., Any], ...] = (
             list_in_mesh,
@@ -441,8 +500,8 @@ def _add_routes(
         async def put_one(name: str, request: Request) -> JSONResponse:
             return await put(kind, None, name, request)
 
-        async def delete_one(name: str) -> dict:
-            return await delete(kind, None, name)
+        async def delete_one(name: str, request: Request) -> dict:
+            return await delete(kind, None, name, request)
 
         handlers = (list_all, get_one, put_one, delete_one)
     list_handler, get_handler, put_handler, delete_handler = handlers
