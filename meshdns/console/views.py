@@ -1,0 +1,193 @@
+"""What the console's pages show, worked out from a snapshot: plain values, no HTML.
+
+The overview, a mesh's services and the search read only the in-memory snapshot (the
+same one DNS answers from), so they cost no database query. Nothing here renders.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import ip_address
+
+from registry.snapshot import Endpoint, IPAddress, MeshView, ServiceView, Snapshot
+
+LOCAL_ZONE = "local"  # what endpoints of this control plane are called without --zone
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """How many of something are online (serving) and offline."""
+
+    online: int = 0
+    offline: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.online + self.offline
+
+
+@dataclass(frozen=True, slots=True)
+class MeshSummary:
+    """One row of the overview."""
+
+    name: str
+    mtls: bool
+    services: Counts
+    dataplanes: Counts
+    remote_services: int
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneEndpoints:
+    """A service's endpoints in one zone: how many there are and how many serve."""
+
+    zone: str
+    local: bool
+    endpoints: int
+    serving: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRow:
+    """One service of a mesh as its page lists it."""
+
+    mesh: str
+    name: str
+    vip: str | None
+    vip6: str | None
+    zones: tuple[ZoneEndpoints, ...]
+    # Offered by another zone only: reachable across zones, per client (TrafficPermission).
+    remote_only: bool
+
+    @property
+    def serving(self) -> int:
+        return sum(zone.serving for zone in self.zones)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A service found by name or by one of its addresses (its VIPs or endpoints)."""
+
+    service: ServiceRow
+    matched: str  # what matched: "name", or the address
+
+
+def overview(snapshot: Snapshot) -> list[MeshSummary]:
+    """Every mesh, with its services and dataplanes counted online and offline.
+
+    A service is online while at least one of its endpoints serves (ready and online); a
+    dataplane while it is online (a static registration, with no agent, always is).
+    """
+    return [_summary(mesh) for _, mesh in sorted(snapshot.meshes.items())]
+
+
+def _summary(mesh: MeshView) -> MeshSummary:
+    services = Counter(bool(service.ready_endpoints) for service in mesh.services.values())
+    online: dict[str, bool] = {}
+    for service in mesh.services.values():
+        for endpoint in service.endpoints:
+            online[endpoint.dataplane] = endpoint.online
+    dataplanes = Counter(online.values())
+    return MeshSummary(
+        name=mesh.name,
+        mtls=mesh.mtls,
+        services=Counts(services[True], services[False]),
+        dataplanes=Counts(dataplanes[True], dataplanes[False]),
+        remote_services=sum(name not in mesh.services for name in mesh.remote),
+    )
+
+
+def services(snapshot: Snapshot, mesh: str, local_zone: str | None = None) -> list[ServiceRow]:
+    """The services of ``mesh`` by name, its own and those other zones offer in it."""
+    view = snapshot.meshes.get(mesh)
+    if view is None:
+        return []
+    names = _names(view)
+    return [_service_row(view, name, local_zone) for name in names]
+
+
+def service(
+    snapshot: Snapshot, mesh: str, name: str, local_zone: str | None = None
+) -> ServiceRow | None:
+    view = snapshot.meshes.get(mesh)
+    if view is None or (name not in view.services and name not in view.remote):
+        return None
+    return _service_row(view, name, local_zone)
+
+
+def _names(view: MeshView) -> list[str]:
+    """The mesh's service names, its own and other zones', sorted."""
+    return sorted({*view.services, *view.remote})
+
+
+def _service_row(view: MeshView, name: str, local_zone: str | None) -> ServiceRow:
+    own = view.services.get(name)
+    remote = view.remote.get(name)
+    shown = own or remote
+    assert shown is not None
+    endpoints = [*(own.endpoints if own else ()), *(remote.endpoints if remote else ())]
+    return ServiceRow(
+        mesh=view.name,
+        name=name,
+        vip=str(shown.vip) if shown.vip else None,
+        vip6=str(shown.vip6) if shown.vip6 else None,
+        zones=_by_zone(endpoints, local_zone),
+        remote_only=own is None,
+    )
+
+
+def _by_zone(endpoints: Iterable[Endpoint], local_zone: str | None) -> tuple[ZoneEndpoints, ...]:
+    totals: Counter[str] = Counter()
+    serving: Counter[str] = Counter()
+    local_name = local_zone or LOCAL_ZONE
+    for endpoint in endpoints:
+        zone = endpoint.zone if endpoint.zone and endpoint.zone != local_zone else local_name
+        totals[zone] += 1
+        serving[zone] += endpoint.serving
+    # The local zone first, then the others by name.
+    order = sorted(totals, key=lambda zone: (zone != local_name, zone))
+    return tuple(
+        ZoneEndpoints(zone, zone == local_name, totals[zone], serving[zone]) for zone in order
+    )
+
+
+def search(snapshot: Snapshot, query: str, local_zone: str | None = None) -> list[SearchHit]:
+    """Services whose name contains ``query`` (any case), or that have ``query`` as a VIP
+    or an endpoint address, in every mesh."""
+    wanted = query.strip()
+    if not wanted:
+        return []
+    address = _address(wanted)
+    hits = []
+    for _, view in sorted(snapshot.meshes.items()):
+        for name in _names(view):
+            matched = _match(view, name, wanted.lower(), address)
+            if matched is not None:
+                hits.append(SearchHit(_service_row(view, name, local_zone), matched))
+    return hits
+
+
+def _match(view: MeshView, name: str, text: str, address: IPAddress | None) -> str | None:
+    if text in name.lower():
+        return "name"
+    if address is None:
+        return None
+    for found in (view.services.get(name), view.remote.get(name)):
+        if found is not None and _has_address(found, address):
+            return str(address)
+    return None
+
+
+def _has_address(service: ServiceView, address: IPAddress) -> bool:
+    return address in (service.vip, service.vip6) or any(
+        endpoint.address == address for endpoint in service.endpoints
+    )
+
+
+def _address(text: str) -> IPAddress | None:
+    try:
+        return ip_address(text)
+    except ValueError:
+        return None
