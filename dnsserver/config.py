@@ -61,3 +61,42 @@ class ZoneConfig:
                 f"max_udp_payload={self.max_udp_payload} must be between "
                 f"{_MIN_UDP_PAYLOAD} and {_MAX_UDP_PAYLOAD} bytes"
             )
+
+
+@dataclass(frozen=True, slots=True)
+class DnsLimits:
+    """What one client may cost the DNS server; the defaults are ``meshdns serve``'s.
+
+    ``rate``: UDP replies a second to one client network (a token bucket with a burst of
+    one second; 0 turns rate limiting off), the network being the client's address cut
+    to ``ipv4_prefix`` or ``ipv6_prefix`` bits. Of the queries over it, every ``slip``-th
+    gets an empty reply with TC set, so a real client asks again over TCP, which is not
+    rate limited; the others get nothing (``slip`` 0: all get nothing).
+    ``tcp_max_connections``: open TCP connections at most; one more closes the longest
+    idle. ``tcp_idle_timeout``: seconds a TCP connection may take to send its next whole
+    query (or to read our replies) before it is closed.
+    """
+
+    rate: int = 10_000
+    slip: int = 2
+    ipv4_prefix: int = 32
+    ipv6_prefix: int = 64
+    tcp_max_connections: int = 256
+    tcp_idle_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name, low, high in (
+            ("rate", 0, None),
+            ("slip", 0, None),
+            ("ipv4_prefix", 0, 32),
+            ("ipv6_prefix", 0, 128),
+            ("tcp_max_connections", 1, None),
+        ):
+            value = getattr(self, name)
+            if value < low or (high is not None and value > high):
+                bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+                raise ConfigError(f"{name}={value} must be {bound}")
+        if not self.tcp_idle_timeout > 0:
+            raise ConfigError(
+                f"tcp_idle_timeout={self.tcp_idle_timeout} must be more than 0 seconds"
+            )

@@ -5,6 +5,13 @@ to answer is the :class:`~dnsserver.handler.Handler`'s business. When the handle
 hands back a :class:`~dnsserver.forward.Forward`, the transport awaits the
 :class:`~dnsserver.forward.Forwarder` for it in a task of its own, so that other
 queries are answered meanwhile.
+
+What one client may cost is bounded by :class:`~dnsserver.config.DnsLimits`: UDP
+replies per client network (:mod:`dnsserver.ratelimit`, checked before the handler
+sees the query, so a flood over the limit costs one table update a query), open TCP
+connections (one more closes the longest idle, so idle connections never lock new
+clients out) and the time a TCP connection may take to send a whole query (a
+half-sent one is idle: slowloris). :meth:`DnsServer.stats` counts what was limited.
 """
 
 from __future__ import annotations
@@ -13,14 +20,17 @@ import asyncio
 import contextlib
 import errno
 import logging
+import resource
 import socket
 import struct
 from collections.abc import Callable
 from typing import Any, cast
 
+from dnsserver.config import DnsLimits
 from dnsserver.errors import BindError
 from dnsserver.forward import Forward, Forwarder
 from dnsserver.handler import Handler, Transfer
+from dnsserver.ratelimit import RateLimiter
 
 logger = logging.getLogger("meshdns.dns")
 
@@ -33,6 +43,16 @@ _EPHEMERAL_BIND_ATTEMPTS = 20
 _UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 # Past this many unsent bytes on a TCP connection, wait for the client to read.
 _WRITE_BUFFER_HIGH = 64 * 1024
+# Connections the kernel completes before we accept them: a burst of new clients waits
+# there instead of having its SYNs dropped (and retried a second later).
+_TCP_BACKLOG = 1024
+# Open files beyond the TCP connections: listeners, the database, logs, upstreams.
+_OTHER_FILES = 64
+_MOST_FILES = 1 << 20
+# How often what was limited is logged (when anything was).
+_REPORT_INTERVAL = 10.0
+
+DEFAULT_LIMITS = DnsLimits()
 
 
 class DnsServer:
@@ -44,8 +64,7 @@ class DnsServer:
         host: str = "127.0.0.1",
         port: int = 5653,
         *,
-        tcp_idle_timeout: float = 10.0,
-        max_tcp_connections: int = 256,
+        limits: DnsLimits = DEFAULT_LIMITS,
         shutdown_timeout: float = 5.0,
         forwarder: Forwarder | None = None,
         reuse_port: bool = False,
@@ -56,18 +75,34 @@ class DnsServer:
         self._forwarder = forwarder
         self._host = host
         self._port = port
-        self._tcp_idle_timeout = tcp_idle_timeout
-        self._max_tcp_connections = max_tcp_connections
+        self._limits = limits
+        self._tcp_idle_timeout = limits.tcp_idle_timeout
+        self._max_tcp_connections = limits.tcp_max_connections
+        self._limiter = (
+            RateLimiter(
+                limits.rate,
+                slip=limits.slip,
+                ipv4_prefix=limits.ipv4_prefix,
+                ipv6_prefix=limits.ipv6_prefix,
+            )
+            if limits.rate
+            else None
+        )
         self._shutdown_timeout = shutdown_timeout
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        # Every connection task, discarded when done; the idle ones are waiting for
-        # a query and can be cancelled at shutdown without losing an answer.
+        # Every connection task, discarded when done. The idle ones are waiting for a
+        # query, in the order they began to wait (a dict keeps it): the first has been
+        # idle longest. They can be cancelled without losing an answer.
         self._connections: set[asyncio.Task[None]] = set()
-        self._idle: set[asyncio.Task[None]] = set()
+        self._idle: dict[asyncio.Task[None], None] = {}
         # UDP replies waiting for an upstream, likewise kept until done.
         self._forwarding: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._tcp_closed_idle = 0
+        self._tcp_closed_for_room = 0
+        self._tcp_refused = 0
+        self._reporter: asyncio.Task[None] | None = None
 
     @property
     def host(self) -> str:
@@ -78,12 +113,45 @@ class DnsServer:
         """The port listened on; with port 0, the one chosen at :meth:`start`."""
         return self._port
 
+    @property
+    def limits(self) -> DnsLimits:
+        return self._limits
+
+    def stats(self) -> dict[str, int]:
+        """What was limited since the start, and what is open now.
+
+        - ``udp_limited``: UDP queries over the rate limit, of which ``udp_slipped`` got
+          an empty reply with TC set and ``udp_dropped`` nothing;
+        - ``rate_limit_networks``: client networks with a bucket now;
+          ``rate_limit_evicted``: networks forgotten early because the table was full;
+        - ``tcp_connections``: open now; ``tcp_closed_idle``: closed for sending no
+          whole query (or not reading our replies) within the idle timeout;
+          ``tcp_closed_for_room``: idle ones closed to let a new client in;
+          ``tcp_refused``: new ones closed at the limit, when none was idle.
+        """
+        limiter = self._limiter
+        limited = limiter.limited if limiter else 0
+        slipped = limiter.slipped if limiter else 0
+        return {
+            "udp_limited": limited,
+            "udp_slipped": slipped,
+            "udp_dropped": limited - slipped,
+            "rate_limit_networks": limiter.networks if limiter else 0,
+            "rate_limit_evicted": limiter.evicted if limiter else 0,
+            "tcp_connections": len(self._connections),
+            "tcp_closed_idle": self._tcp_closed_idle,
+            "tcp_closed_for_room": self._tcp_closed_for_room,
+            "tcp_refused": self._tcp_refused,
+        }
+
     async def start(self) -> None:
         """Listen on UDP and TCP; raise :class:`BindError` when the address is taken."""
+        _raise_open_file_limit(self._max_tcp_connections + _OTHER_FILES)
         attempts = _EPHEMERAL_BIND_ATTEMPTS if self._port == 0 else 1
         for attempt in range(1, attempts + 1):
             try:
                 await self._bind()
+                self._reporter = asyncio.get_running_loop().create_task(self._report())
                 return
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE and attempt < attempts:
@@ -97,11 +165,14 @@ class DnsServer:
     async def close(self) -> None:
         """Stop listening, let replies in progress finish (within a bound), then cancel."""
         self._closing = True
+        if self._reporter is not None:
+            self._reporter.cancel()
+            self._reporter = None
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
-        for task in self._idle:
+        for task in list(self._idle):
             task.cancel()
         busy = self._connections | self._forwarding
         if busy:
@@ -111,6 +182,9 @@ class DnsServer:
             await asyncio.gather(*pending, return_exceptions=True)
         if self._tcp is not None:
             await self._tcp.wait_closed()
+        totals = self.stats()
+        if any(value for name, value in totals.items() if name != "tcp_connections"):
+            logger.info("DNS limits since the start: %s", _describe_stats(totals))
 
     async def __aenter__(self) -> DnsServer:
         await self.start()
@@ -122,7 +196,7 @@ class DnsServer:
     async def _bind(self) -> None:
         loop = asyncio.get_running_loop()
         udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self._answer, self._forward_udp),
+            lambda: _UdpProtocol(self._answer, self._forward_udp, self._limiter),
             local_addr=(self._host, self._port),
             reuse_port=self._reuse_port or None,
         )
@@ -130,7 +204,11 @@ class DnsServer:
         port = udp.get_extra_info("sockname")[1]
         try:
             self._tcp = await asyncio.start_server(
-                self._serve_connection, self._host, port, reuse_port=self._reuse_port or None
+                self._serve_connection,
+                self._host,
+                port,
+                reuse_port=self._reuse_port or None,
+                backlog=_TCP_BACKLOG,
             )
         except OSError:
             udp.close()
@@ -173,8 +251,8 @@ class DnsServer:
     ) -> None:
         """Answer the queries of one TCP connection, in order, until it goes idle."""
         task = asyncio.current_task()
-        if task is None or self._closing or len(self._connections) >= self._max_tcp_connections:
-            logger.debug("refusing a TCP connection: at the limit or closing")
+        if task is None or self._closing or not self._make_room():
+            logger.debug("refusing a TCP connection: at the limit and none idle, or closing")
             writer.close()
             return
         self._connections.add(task)
@@ -196,19 +274,57 @@ class DnsServer:
                 if writer.transport.get_write_buffer_size() > _WRITE_BUFFER_HIGH:
                     async with asyncio.timeout(self._tcp_idle_timeout):
                         await writer.drain()
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass  # the client went away or idled out; nothing to answer
+        except TimeoutError:
+            self._tcp_closed_idle += 1  # no whole query in time, or our replies unread
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client went away; nothing to answer
         finally:
             writer.close()
 
+    def _make_room(self) -> bool:
+        """Whether a new connection may be served: under the limit, or once the
+        longest idle connection is closed. False at the limit with none idle."""
+        if len(self._connections) < self._max_tcp_connections:
+            return True
+        if not self._idle:
+            self._tcp_refused += 1
+            return False
+        longest_idle = next(iter(self._idle))
+        del self._idle[longest_idle]
+        # Out of the count now: it is gone once its task next runs.
+        self._connections.discard(longest_idle)
+        longest_idle.cancel()
+        self._tcp_closed_for_room += 1
+        return True
+
     async def _read_message(self, task: asyncio.Task[None], reader: asyncio.StreamReader) -> bytes:
-        self._idle.add(task)
+        """The next whole query; idle (and first to close for room) until it is all in."""
+        self._idle[task] = None
         try:
             async with asyncio.timeout(self._tcp_idle_timeout):
                 (length,) = _LENGTH_PREFIX.unpack(await reader.readexactly(_LENGTH_PREFIX.size))
                 return await reader.readexactly(length)
         finally:
-            self._idle.discard(task)
+            self._idle.pop(task, None)
+
+    async def _report(self) -> None:
+        """Log what was limited, every interval in which anything was."""
+        last = self.stats()
+        while True:
+            await asyncio.sleep(_REPORT_INTERVAL)
+            now = self.stats()
+            moved = {
+                name: value - last[name]
+                for name, value in now.items()
+                if name not in ("tcp_connections", "rate_limit_networks")
+            }
+            if any(moved.values()):
+                moved["tcp_connections"] = now["tcp_connections"]
+                moved["rate_limit_networks"] = now["rate_limit_networks"]
+                logger.info(
+                    "DNS limits in the last %g s: %s", _REPORT_INTERVAL, _describe_stats(moved)
+                )
+            last = now
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -221,9 +337,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self,
         answer: Callable[[bytes, str, bool], bytes | Forward | Transfer | None],
         forward: Callable[[Forward, Callable[[bytes], None]], None],
+        limiter: RateLimiter | None,
     ) -> None:
         self._answer = answer
         self._forward = forward
+        self._limiter = limiter
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -232,7 +350,15 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        reply = self._answer(data, addr[0], False)
+        host = addr[0]
+        limiter = self._limiter
+        # Before the handler: a query over the limit costs no lookup.
+        if limiter is not None and not limiter.allow(host):
+            slipped = limiter.limited_reply(data)
+            if slipped is not None:
+                self._send(slipped, addr)
+            return
+        reply = self._answer(data, host, False)
         if reply is None:
             return
         if isinstance(reply, bytes):
@@ -261,3 +387,29 @@ def _enlarge_receive_buffer(sock: Any) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RECEIVE_BUFFER)
+
+
+def _raise_open_file_limit(wanted: int) -> None:
+    """Raise this process's soft limit on open files to its hard limit, so that many TCP
+    connections fit (a soft limit of 1024 is common); log when ``wanted`` does not fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Linux refuses an unlimited number of files; its usual ceiling (fs.nr_open) instead.
+    target = _MOST_FILES if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            logger.debug("open-file limit raised from %d to %d", soft, target)
+            soft = target
+        except (ValueError, OSError) as exc:
+            logger.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        logger.warning(
+            "only %d open files allowed (ulimit -n): fewer than the %d that the TCP "
+            "connection limit needs; raise the hard limit or lower --tcp-max-connections",
+            soft,
+            wanted,
+        )
+
+
+def _describe_stats(stats: dict[str, int]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in stats.items())

@@ -14,6 +14,7 @@ import pytest
 from dnstesting import mesh, parse, query, rcode, rdatas, service, snapshot, standard_handler
 
 from dnsserver import BindError, DnsServer, Handler, ZoneConfig
+from dnsserver.config import DnsLimits
 
 # Generous bound on waiting for the server; no test asserts on timing.
 PATIENCE = 5.0
@@ -104,20 +105,26 @@ async def test_answers_in_the_mesh_of_the_client_address():
 
 
 async def test_idle_tcp_connection_is_closed():
-    async with DnsServer(standard_handler(), port=0, tcp_idle_timeout=0.1) as server:
+    async with DnsServer(
+        standard_handler(), port=0, limits=DnsLimits(tcp_idle_timeout=0.1)
+    ) as server:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         assert await asyncio.wait_for(reader.read(), PATIENCE) == b""
         writer.close()
         await writer.wait_closed()
 
 
-async def test_connections_over_the_limit_are_closed():
-    async with DnsServer(standard_handler(), port=0, max_tcp_connections=1) as server:
+async def test_a_connection_over_the_limit_closes_the_idle_one():
+    async with DnsServer(
+        standard_handler(), port=0, limits=DnsLimits(tcp_max_connections=1)
+    ) as server:
         first_reader, first = await asyncio.open_connection(server.host, server.port)
         first.write(framed(query("web.mesh.", qid=1)))
         assert parse(await asyncio.wait_for(read_framed(first_reader), PATIENCE)).id == 1
         second_reader, second = await asyncio.open_connection(server.host, server.port)
-        assert await asyncio.wait_for(second_reader.read(), PATIENCE) == b""
+        second.write(framed(query("web.mesh.", qid=2)))
+        assert parse(await asyncio.wait_for(read_framed(second_reader), PATIENCE)).id == 2
+        assert await asyncio.wait_for(first_reader.read(), PATIENCE) == b""
         for writer in (first, second):
             writer.close()
             await writer.wait_closed()
