@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 from sqlalchemy.engine import make_url
 
-from dnsserver.config import ZoneConfig
+from dnsserver.config import DnsLimits, ZoneConfig
 from dnsserver.forward import Forwarder, UpstreamServer, system_upstreams
 from dnsserver.handler import Handler
 from dnsserver.notify import Notifier
@@ -79,6 +79,18 @@ def zone_config(settings: Settings, process: int = 0) -> ZoneConfig:
             ip_network(item, strict=False) for item in split_list(settings.allow_transfer)
         ),
         server_id=server_id(process),
+    )
+
+
+def dns_limits(settings: Settings) -> DnsLimits:
+    """What one client may cost the DNS server (rate limit, TCP connections)."""
+    return DnsLimits(
+        rate=settings.rate_limit,
+        slip=settings.rate_limit_slip,
+        ipv4_prefix=settings.rate_limit_ipv4_prefix,
+        ipv6_prefix=settings.rate_limit_ipv6_prefix,
+        tcp_max_connections=settings.tcp_max_connections,
+        tcp_idle_timeout=settings.tcp_idle_timeout,
     )
 
 
@@ -210,10 +222,17 @@ async def serve(settings: Settings) -> None:
         handler,
         settings.dns_address,
         settings.dns_port,
+        limits=dns_limits(settings),
         forwarder=forwarder,
         reuse_port=settings.dns_workers > 1,
     )
     await dns.start()
+
+    @app.get("/stats/dns")
+    async def dns_stats() -> dict[str, int]:
+        """This process's DNS counters: what was rate limited, TCP connections closed."""
+        return dns.stats()
+
     workers = Workers(settings, dns.port, settings.dns_workers)
     try:
         await workers.start()

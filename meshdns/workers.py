@@ -101,7 +101,7 @@ async def run_worker(settings: Settings, port: int, index: int) -> None:
     from dnsserver.forward import Forwarder
     from dnsserver.handler import Handler
     from dnsserver.server import DnsServer
-    from meshdns.app import is_sqlite, upstream_servers, vip_settings, zone_config
+    from meshdns.app import dns_limits, is_sqlite, upstream_servers, vip_settings, zone_config
     from registry.database import create_engine
     from registry.follower import RegistryFollower
     from registry.store import Store
@@ -114,7 +114,14 @@ async def run_worker(settings: Settings, port: int, index: int) -> None:
     poll = SQLITE_WORKER_POLL if is_sqlite(settings.database_url) else 1.0
     follower = RegistryFollower(store, handler.update, poll_interval=poll)
     await follower.load()
-    dns = DnsServer(handler, settings.dns_address, port, forwarder=forwarder, reuse_port=True)
+    dns = DnsServer(
+        handler,
+        settings.dns_address,
+        port,
+        limits=dns_limits(settings),
+        forwarder=forwarder,
+        reuse_port=True,
+    )
     await dns.start()
 
     stop = asyncio.Event()
