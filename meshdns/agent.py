@@ -7,6 +7,10 @@ with dnsserver's own Handler and DnsServer over a Snapshot built from what the c
 plane sent: the same answers and rules as the central server. Other names go upstream.
 When the control plane is unreachable the last state keeps being answered; SIGTERM
 disconnects (an agent-created dataplane is deleted at once) and exits.
+
+With ``--token-file`` every request carries the dataplane token as a bearer token; the
+file is read again after a 401, so a renewed token is taken up without a restart.
+``--ca-cert`` verifies an https control plane signed by a private CA.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+import ssl
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
@@ -50,6 +55,66 @@ class AgentSettings:
     dns_address: str = "127.0.0.1"
     dns_port: int = 15053
     upstream: tuple[str, ...] = ()
+    token_file: Path | None = None
+    ca_cert: Path | None = None
+
+
+def read_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as error:
+        raise AgentError(f"cannot read the token file {path}: {error.strerror}") from None
+    if not token:
+        raise AgentError(f"the token file {path} is empty")
+    return token
+
+
+class TokenFileAuth(httpx.Auth):
+    """The token in a file as the bearer token; after a 401 the file is read again and,
+    when it holds another token, the request is sent once more with that one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.token = read_token(path)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        response = yield request
+        if response.status_code != 401:
+            return
+        try:
+            fresh = read_token(self.path)
+        except AgentError as error:
+            log.warning("%s", error)
+            return
+        if fresh != self.token:
+            log.info("the control plane refused the token; using the new one in %s", self.path)
+            self.token = fresh
+            request.headers["Authorization"] = f"Bearer {fresh}"
+            yield request
+
+
+def http_client(settings: AgentSettings) -> httpx.AsyncClient:
+    """The agent's HTTP client: its token, and the CA that signed an https control plane."""
+    verify: ssl.SSLContext | bool = True
+    if settings.ca_cert is not None:
+        try:
+            verify = ssl.create_default_context(cafile=str(settings.ca_cert))
+        except (OSError, ssl.SSLError) as error:
+            raise AgentError(f"cannot use the CA certificate {settings.ca_cert}: {error}") from None
+    auth = TokenFileAuth(settings.token_file) if settings.token_file is not None else None
+    return httpx.AsyncClient(timeout=10, auth=auth, verify=verify)
+
+
+def refusal(response: httpx.Response) -> str:
+    """What a 4xx answer says: Kuma's error details, else its text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("details"):
+        return f"{response.status_code} {body.get('title', '')}: {body['details']}"
+    return f"{response.status_code}: {response.text[:200]}"
 
 
 def load_dataplane(path: Path) -> Dataplane:
@@ -165,7 +230,9 @@ class AgentClient:
                     self._back()
                     return config
                 if response.status_code < 500:
-                    raise AgentError(f"the control plane refused the dataplane: {response.text}")
+                    raise AgentError(
+                        f"the control plane refused the dataplane ({refusal(response)})"
+                    )
                 self._lost(f"connect answered {response.status_code}")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
@@ -182,6 +249,8 @@ class AgentClient:
             if response.status_code == 404:
                 log.info("the control plane forgot this dataplane; registering again")
                 await self.connect()
+            elif response.status_code in (401, 403):
+                self._refused("heartbeat", response)
             elif response.is_success:
                 self.beats_sent += 1
                 self._back()
@@ -194,6 +263,9 @@ class AgentClient:
                 params={"after": self.revision, "wait": wait},
                 timeout=wait + 10,
             )
+            if response.status_code in (401, 403):
+                self._refused("records", response)
+                return False
             response.raise_for_status()
         except httpx.HTTPError as error:
             self._lost(error)
@@ -220,6 +292,10 @@ class AgentClient:
             await self.http.post(f"{self.path}/disconnect", timeout=timeout)
         except httpx.HTTPError as error:
             log.warning("could not deregister from the control plane: %s", error)
+
+    def _refused(self, what: str, response: httpx.Response) -> None:
+        # Every time: a refused token is for an operator to fix, not a passing outage.
+        log.error("the control plane refused the %s request (%s)", what, refusal(response))
 
     def _lost(self, error: object) -> None:
         if self._reachable:
@@ -276,7 +352,7 @@ async def run_agent(settings: AgentSettings, signals: Sequence[int] = ()) -> Non
         if handler is not None:
             handler.update(snapshot, delta)
 
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with http_client(settings) as http:
         client = AgentClient(settings.cp, dataplane, on_records, http=http)
         connecting = asyncio.create_task(client.connect())
         stopping = asyncio.create_task(stop.wait())

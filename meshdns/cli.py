@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import os
+import ssl
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx
@@ -18,6 +24,8 @@ from meshdns.settings import DEFAULT_API, ENV_PREFIX, Settings, options
 from registry.errors import InvalidResource, RegistryError
 from registry.schema import parse_resource
 
+R = TypeVar("R")
+
 api_option = click.option(
     "--api",
     default=DEFAULT_API,
@@ -27,6 +35,19 @@ api_option = click.option(
 )
 mesh_option = click.option(
     "-m", "--mesh", default="default", show_default=True, envvar=f"{ENV_PREFIX}_MESH"
+)
+token_file_option = click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    envvar=f"{ENV_PREFIX}_TOKEN_FILE",
+    help="File holding the bearer token for the API (`meshdns token generate`); "
+    f"else ${ENV_PREFIX}_TOKEN, else none (loopback is admin by default).",
+)
+ca_cert_option = click.option(
+    "--ca-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar=f"{ENV_PREFIX}_CA_CERT",
+    help="PEM CA certificate(s) to verify an https API with (default: the system's).",
 )
 
 
@@ -102,6 +123,16 @@ def serve(**given: Any) -> None:
     from meshdns.app import serve as run_server
 
     settings = Settings.from_options(given)
+    if settings.api_tls_cert and settings.api_tls_key:
+        # Said here, with the files' names, rather than as "the API could not listen".
+        try:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(settings.api_tls_cert, settings.api_tls_key)
+        except (OSError, ssl.SSLError) as error:
+            fail(
+                f"cannot use --api-tls-cert {settings.api_tls_cert} with --api-tls-key "
+                f"{settings.api_tls_key}: {error}"
+            )
     _log_to_stderr(settings.log_level)
     try:
         _run(run_server(settings))
@@ -153,14 +184,206 @@ def sync(**given: Any) -> None:
         fail(str(error))
 
 
+# --- API tokens -------------------------------------------------------------------------
+
+
+@main.group()
+def token() -> None:
+    """API tokens and the keys that sign them.
+
+    These commands work on the registry database itself (--database-url): access to it
+    is the admin credential, as kumactl needs an admin to generate tokens.
+    """
+
+
+def _on_registry(url: str, action: Callable[[Any], Any]) -> Any:
+    """Run `action(engine)` against a migrated registry; errors end the command."""
+    from sqlalchemy.engine import make_url
+
+    from registry.database import check_schema_current, create_engine, upgrade
+
+    parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and not (parsed.database and Path(parsed.database).exists()):
+        fail(f"no registry at {url}: start `meshdns serve` on it (or `meshdns migrate`) first")
+
+    async def run() -> Any:
+        # As `serve` does: SQLite is brought up to date, any other database must be.
+        await (upgrade(url) if sqlite else check_schema_current(url))
+        engine = create_engine(url)
+        try:
+            return await action(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except RegistryError as error:
+        fail(str(error))
+
+
+@token.command("generate")
+@click.option("--type", "kind", required=True, type=click.Choice(["admin", "dataplane", "zone"]))
+@click.option("--mesh", help="dataplane: the mesh its dataplanes are in.  [default: default]")
+@click.option(
+    "--service",
+    multiple=True,
+    help="dataplane: a kuma.io/service its dataplanes may serve; repeat or comma-separate.",
+)
+@click.option("--zone", "zone_name", help="zone: the zone whose control plane it writes to.")
+@click.option(
+    "--valid-for",
+    default="24h",
+    show_default=True,
+    help="How long the token is valid: 90s, 30m, 24h, 7d, 1h30m...",
+)
+@options("database_url")
+def token_generate(
+    kind: str,
+    mesh: str | None,
+    service: tuple[str, ...],
+    zone_name: str | None,
+    valid_for: str,
+    **given: Any,
+) -> None:
+    """Print a new signed token (its id, to revoke it, goes to stderr)."""
+    from meshdns.settings import split_list
+    from registry.auth import Identity, issue_token, parse_duration
+
+    try:
+        duration = parse_duration(valid_for)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--valid-for") from None
+    services = frozenset(split_list(service))
+    if kind == "dataplane" and not services:
+        fail("a dataplane token needs --service NAME (the kuma.io/service names it may serve)")
+    if kind == "zone" and not zone_name:
+        fail("a zone token needs --zone NAME")
+    if kind != "dataplane" and (mesh or services):
+        fail("--mesh and --service are for dataplane tokens")
+    if kind != "zone" and zone_name:
+        fail("--zone is for zone tokens")
+    identity = Identity(
+        kind,
+        mesh=(mesh or "default") if kind == "dataplane" else None,
+        services=services,
+        zone=zone_name,
+    )
+    settings = Settings.from_options(given)
+    issued = _on_registry(
+        settings.database_url, lambda engine: issue_token(engine, identity, duration)
+    )
+    click.echo(issued.token)
+    click.echo(
+        f"token id {issued.token_id} ({identity}), signed with key {issued.kid}, "
+        f"valid until {issued.expires_at.isoformat()}",
+        err=True,
+    )
+
+
+@token.command("revoke")
+@click.argument("token_or_id")
+@options("database_url")
+def token_revoke(token_or_id: str, **given: Any) -> None:
+    """Revoke a token, by its id or the token itself; control planes refuse it within 1 s."""
+    from registry.auth import revoke_token, token_id_of
+
+    try:
+        token_id = token_id_of(token_or_id)
+    except RegistryError as error:
+        fail(str(error))
+    settings = Settings.from_options(given)
+    new = _on_registry(settings.database_url, lambda engine: revoke_token(engine, token_id))
+    click.echo(f"revoked token {token_id}" if new else f"token {token_id} was already revoked")
+
+
+@token.command("rotate-key")
+@options("database_url")
+def token_rotate_key(**given: Any) -> None:
+    """Add a signing key: new tokens are signed with it, older tokens stay valid."""
+    from registry.auth import add_signing_key
+
+    settings = Settings.from_options(given)
+    kid = _on_registry(settings.database_url, add_signing_key)
+    click.echo(f"signing key {kid} added; new tokens are signed with it")
+
+
+@token.command("keys")
+@options("database_url")
+def token_keys(**given: Any) -> None:
+    """List the signing keys: every one verifies, the newest signs."""
+    from registry.auth import list_signing_keys
+
+    settings = Settings.from_options(given)
+    keys = _on_registry(settings.database_url, list_signing_keys)
+    rows = [
+        [key.kid, key.created_at.isoformat(timespec="seconds"), "yes" if key.signing else "-"]
+        for key in keys
+    ]
+    click.echo(_table(["KID", "CREATED", "SIGNING"], rows))
+
+
+@token.command("delete-key")
+@click.argument("kid")
+@options("database_url")
+def token_delete_key(kid: str, **given: Any) -> None:
+    """Retire a signing key: every token it signed stops being valid (within 1 s)."""
+    from registry.auth import delete_signing_key
+
+    settings = Settings.from_options(given)
+    _on_registry(settings.database_url, lambda engine: delete_signing_key(engine, kid))
+    click.echo(f"signing key {kid} deleted")
+
+
 # --- the client commands --------------------------------------------------------------
 
 
-def _request(api: str, method: str, path: str, **kwargs: Any) -> Any:
+@dataclass(frozen=True, slots=True)
+class ApiTarget:
+    """Where the client commands send requests, and as whom."""
+
+    url: str
+    token: str | None = None
+    ca_cert: str | None = None
+
+
+def read_token_file(path: str) -> str:
     try:
-        response = httpx.request(method, api.rstrip("/") + path, timeout=30, **kwargs)
+        token = Path(path).read_text().strip()
+    except OSError as error:
+        fail(f"cannot read the token file {path}: {error.strerror}")
+    if not token:
+        fail(f"the token file {path} is empty")
+    return token
+
+
+def api_options(command: Callable[..., R]) -> Callable[..., R]:
+    """--api, --token-file and --ca-cert, handed to the command as one `api` ApiTarget."""
+
+    @functools.wraps(command)
+    def run(*args: Any, api: str, token_file: str | None, ca_cert: str | None, **kw: Any) -> R:
+        token = read_token_file(token_file) if token_file else os.environ.get(f"{ENV_PREFIX}_TOKEN")
+        return command(*args, api=ApiTarget(api, token or None, ca_cert), **kw)
+
+    return api_option(token_file_option(ca_cert_option(run)))
+
+
+def _request(api: ApiTarget, method: str, path: str, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {api.token}"} if api.token else {}
+    verify: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=api.ca_cert) if api.ca_cert else True
+    )
+    try:
+        response = httpx.request(
+            method,
+            api.url.rstrip("/") + path,
+            timeout=30,
+            headers=headers,
+            verify=verify,
+            **kwargs,
+        )
     except httpx.HTTPError as error:
-        fail(f"cannot reach the meshdns API at {api}: {error} (is `meshdns serve` running?)")
+        fail(f"cannot reach the meshdns API at {api.url}: {error} (is `meshdns serve` running?)")
     try:
         body = response.json()
     except ValueError:
@@ -202,8 +425,8 @@ def _describe(index: int, document: Any) -> str:
 
 @main.command()
 @click.option("-f", "--file", "source", required=True, help="YAML or JSON file, or - for stdin.")
-@api_option
-def apply(source: str, api: str) -> None:
+@api_options
+def apply(source: str, api: ApiTarget) -> None:
     """Create or update resources: all of them, or none when any is invalid."""
     documents = _read_documents(source)
     problems = []
@@ -223,7 +446,7 @@ def apply(source: str, api: str) -> None:
         click.echo(f'Resource type="{item["type"]}"{mesh} name="{item["name"]}" {item["status"]}')
 
 
-def _all_items(api: str, path: str) -> list[dict[str, Any]]:
+def _all_items(api: ApiTarget, path: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     offset = 0
     while True:
@@ -331,8 +554,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     default="table",
     show_default=True,
 )
-@api_option
-def get(kind: str, mesh: str, output: str, api: str) -> None:
+@api_options
+def get(kind: str, mesh: str, output: str, api: ApiTarget) -> None:
     """List meshes, dataplanes, services or zones."""
     path = {"meshes": "/meshes", "zones": "/zones"}.get(kind, f"/meshes/{mesh}/{kind}")
     if kind in ("dataplanes", "zones") and output == "table":
@@ -351,8 +574,8 @@ def get(kind: str, mesh: str, output: str, api: str) -> None:
 @click.argument("kind", type=click.Choice(["mesh", "dataplane"]))
 @click.argument("name")
 @mesh_option
-@api_option
-def delete(kind: str, name: str, mesh: str, api: str) -> None:
+@api_options
+def delete(kind: str, name: str, mesh: str, api: ApiTarget) -> None:
     """Delete a mesh (with everything in it) or a dataplane."""
     path = f"/meshes/{name}" if kind == "mesh" else f"/meshes/{mesh}/dataplanes/{name}"
     _request(api, "DELETE", path)
@@ -397,6 +620,14 @@ def dp() -> None:
     help="Upstream resolver ADDR[:PORT] for other names; default: /etc/resolv.conf's.",
 )
 @click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    envvar=f"{ENV_PREFIX}_TOKEN_FILE",
+    help="File holding a dataplane token (`meshdns token generate --type dataplane`); "
+    "read again when the control plane answers 401, so it can be renewed in place.",
+)
+@ca_cert_option
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -408,17 +639,25 @@ def dp_run(
     dns_address: str,
     dns_port: int,
     upstream: tuple[str, ...],
+    token_file: str | None,
+    ca_cert: str | None,
     log_level: str,
 ) -> None:
     """Register a dataplane, keep it alive and serve its mesh's DNS locally."""
-    from pathlib import Path
-
     from meshdns.agent import AgentError, AgentSettings, run_agent
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = AgentSettings(cp, Path(dataplane_file), dns_address, dns_port, upstream)
+    settings = AgentSettings(
+        cp,
+        Path(dataplane_file),
+        dns_address,
+        dns_port,
+        upstream,
+        token_file=Path(token_file) if token_file else None,
+        ca_cert=Path(ca_cert) if ca_cert else None,
+    )
     try:
         _run(run_agent(settings))
     except AgentError as error:

@@ -532,7 +532,8 @@ class Guard:
         else:
             raise Forbidden(f"{identity} may not {action} {kind} resources")
         if stored_zone not in (None, identity.zone):
-            raise Forbidden(f'{identity} may not {action} {kind} "{name}" of zone "{stored_zone}"')
+            noun = "dataplane" if kind == "Dataplane" else kind
+            raise Forbidden(f'{identity} may not {action} {noun} "{name}" of zone "{stored_zone}"')
 
     async def _put_refusal(self, identity: Identity, resource: Resource) -> str | None:
         """What a non-admin identity may not do in writing `resource`; None: nothing."""
