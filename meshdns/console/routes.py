@@ -83,6 +83,7 @@ def console_router(
     - ``dns_rate``: DNS queries per second, shown on the overview when it gives a number.
     - ``dependencies``: applied to every route, e.g. the API's authentication.
     """
+    # Route names start "console_": the API's authentication tells routes apart by name.
     router = APIRouter(prefix=PREFIX, dependencies=list(dependencies))
     read_insights = insights or Liveness(store).insights
     static = _static_files()
@@ -107,7 +108,7 @@ def console_router(
     def unavailable(request: Request, error: RegistryError) -> HTMLResponse:
         return page(request, "unavailable.html", 503, message=error.message)
 
-    @router.get("", response_class=HTMLResponse)
+    @router.get("", response_class=HTMLResponse, name="console_overview")
     async def overview(request: Request) -> HTMLResponse:
         current = snapshot()
         zone_counts = None
@@ -131,7 +132,7 @@ def console_router(
             dns_rate=rate,
         )
 
-    @router.get("/meshes/{mesh}", response_class=HTMLResponse)
+    @router.get("/meshes/{mesh}", response_class=HTMLResponse, name="console_mesh")
     async def mesh_services(request: Request, mesh: str, page_number: int = _PAGE) -> HTMLResponse:
         current = snapshot()
         if mesh not in current.meshes:
@@ -154,7 +155,11 @@ def console_router(
             pages=pages,
         )
 
-    @router.get("/meshes/{mesh}/services/{service:path}", response_class=HTMLResponse)
+    @router.get(
+        "/meshes/{mesh}/services/{service:path}",
+        response_class=HTMLResponse,
+        name="console_service",
+    )
     async def service_dataplanes(
         request: Request, mesh: str, service: str, page_number: int = _PAGE
     ) -> HTMLResponse:
@@ -189,7 +194,7 @@ def console_router(
             pages=max(1, math.ceil(found.total / DATAPLANES_PER_PAGE)),
         )
 
-    @router.get("/zones", response_class=HTMLResponse)
+    @router.get("/zones", response_class=HTMLResponse, name="console_zones")
     async def zone_list(request: Request) -> HTMLResponse:
         if not has_zones:
             return not_found(request, "zones (a standalone control plane has none)")
@@ -200,7 +205,7 @@ def console_router(
             return unavailable(request, error)
         return page(request, "zones.html", snapshot=current, zones=rows, mode=mode)
 
-    @router.get("/search", response_class=HTMLResponse)
+    @router.get("/search", response_class=HTMLResponse, name="console_search")
     async def search(request: Request, q: str = Query("", max_length=253)) -> HTMLResponse:
         current = snapshot()
         return page(
@@ -211,12 +216,12 @@ def console_router(
             hits=views.search(current, q, zone),
         )
 
-    @router.get("/api/version")
+    @router.get("/api/version", name="console_version")
     async def version() -> JSONResponse:
         """What the pages poll: the revision of the snapshot they are rendered from."""
         return JSONResponse({"revision": snapshot().revision})
 
-    @router.get("/static/{name}")
+    @router.get("/static/{name}", name="console_static")
     async def static_file(name: str) -> Response:
         body = static.get(name)
         if body is None:
