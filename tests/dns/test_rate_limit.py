@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import resource
 import socket
 import struct
@@ -21,8 +22,10 @@ from dnstesting import parse, query, rcode, rdatas, standard_handler
 from dnsserver import ConfigError, DnsServer
 from dnsserver.config import DnsLimits
 from dnsserver.ratelimit import RateLimiter, slip_reply
+from tests.helpers import require_tool
 
 PATIENCE = 5.0
+ANSWER = re.compile(r"^web\.mesh\.\s+\d+\s+IN\s+A\s+240\.0\.0\.2$", re.MULTILINE)
 FLOODER = "127.0.0.2"
 BYSTANDER = "127.0.0.3"
 
@@ -297,6 +300,39 @@ async def test_a_flood_is_limited_slips_tc_and_the_client_gets_its_answer_over_t
     assert stats["udp_slipped"] == len(slips)
     assert stats["udp_dropped"] == limited - len(slips)
     assert stats["rate_limit_networks"] == 2
+
+
+async def run_dig(server: DnsServer, *args: str) -> str:
+    """The real dig, in a subprocess, while this loop serves it."""
+    process = await asyncio.create_subprocess_exec(
+        require_tool("dig"),
+        f"@{server.host}",
+        "-p",
+        str(server.port),
+        "+time=2",
+        "+tries=1",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 30)
+    return output.decode()
+
+
+async def test_dig_limited_over_udp_retries_over_tcp_and_gets_the_answer():
+    # Rate 1, slip 1: past its first query each second, every UDP query gets TC.
+    async with DnsServer(standard_handler(), port=0, limits=DnsLimits(rate=1, slip=1)) as server:
+        for _ in range(3):  # a slow machine may let a second pass before dig asks
+            await burst(server, FLOODER, 3)
+            output = await run_dig(server, "-b", FLOODER, "web.mesh.")
+            if "Truncated, retrying in TCP mode" in output:
+                break
+        else:
+            pytest.fail(f"no UDP query of dig was limited:\n{output}")
+        assert "status: NOERROR" in output and ANSWER.search(output), output
+        # dig +tcp goes straight to TCP, which is never rate limited.
+        for _ in range(5):
+            output = await run_dig(server, "-b", FLOODER, "+tcp", "web.mesh.")
+            assert ANSWER.search(output), output
 
 
 async def test_rate_zero_limits_nothing():
