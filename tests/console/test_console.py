@@ -44,6 +44,11 @@ def register(api: str, body: dict[str, Any]) -> None:
     assert answer.status_code == 201, answer.text
 
 
+def require_console(api: str) -> None:
+    answer = httpx.get(f"{api}/gui", timeout=10)
+    assert answer.status_code == 200, f"meshdns serve has no console at /gui: {answer.text[:200]}"
+
+
 def vips(api: str) -> dict[str, str]:
     answer = httpx.get(f"{api}/meshes/default/services", timeout=10)
     return {item["name"]: item["vip"] for item in answer.json()["items"]}
@@ -68,8 +73,7 @@ def test_a_registration_appears_in_the_open_console_without_a_reload(
     server = start_meshdns(f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}")
     register(server.api, dataplane("backend-1", "10.0.0.1", "backend", 8080, version="v1"))
     register(server.api, dataplane("backend-2", "10.0.0.2", "backend", 8080, version="v2"))
-    gui = httpx.get(f"{server.api}/gui", timeout=10)
-    assert gui.status_code == 200, f"meshdns serve has no console at /gui: {gui.text[:200]}"
+    require_console(server.api)
 
     page = browser.new_page(viewport={"width": 1100, "height": 440})
     errors: list[str] = []
@@ -110,6 +114,7 @@ def test_a_registration_appears_in_the_open_console_without_a_reload(
 def test_console_works_without_javascript_and_on_a_narrow_screen(start_meshdns, tmp_path, browser):
     server = start_meshdns(f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}")
     register(server.api, dataplane("backend-1", "10.0.0.1", "backend", 8080, version="v1"))
+    require_console(server.api)
     context = browser.new_context(java_script_enabled=False, viewport={"width": 360, "height": 640})
     page = context.new_page()
     page.goto(f"{server.api}/gui")
