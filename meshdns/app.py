@@ -20,6 +20,7 @@ from dnsserver.handler import Handler
 from dnsserver.notify import Notifier
 from dnsserver.server import DnsServer
 from meshdns import __version__
+from meshdns.console import console_router, handler_answers
 from meshdns.settings import RECURSION_DATAPLANES, RECURSION_NONE, Settings, split_list
 from meshdns.workers import Workers, server_id
 from registry.agent_api import agent_router
@@ -203,6 +204,17 @@ async def serve(settings: Settings) -> None:
         known_services=known_services,
     )
     app.include_router(agent_router(store, liveness, feed, agent_config(settings), app.state.guard))
+    # The web console (read-only; the app's authentication covers it).
+    app.include_router(
+        console_router(
+            store,
+            lambda: follower.view.snapshot,
+            answer=handler_answers(handler),
+            insights=liveness.insights,
+            mode=settings.mode,
+            zone=settings.zone,
+        )
+    )
     api = _ApiServer(
         uvicorn.Config(
             app,
