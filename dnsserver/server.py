@@ -92,10 +92,12 @@ class DnsServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         # Every connection task, discarded when done. The idle ones are waiting for a
-        # query, in the order they began to wait (a dict keeps it): the first has been
-        # idle longest. They can be cancelled without losing an answer.
+        # query, with their writers, in the order they began to wait (a dict keeps it):
+        # the first has been idle longest. They can be closed without losing an answer.
+        # Closed, not cancelled: the task then ends as when the client leaves (and
+        # Python 3.11's streams would log a cancelled connection task as an error).
         self._connections: set[asyncio.Task[None]] = set()
-        self._idle: dict[asyncio.Task[None], None] = {}
+        self._idle: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         # UDP replies waiting for an upstream, likewise kept until done.
         self._forwarding: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -172,8 +174,8 @@ class DnsServer:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
-        for task in list(self._idle):
-            task.cancel()
+        for writer in self._idle.values():
+            writer.close()
         busy = self._connections | self._forwarding
         if busy:
             _, pending = await asyncio.wait(busy, timeout=self._shutdown_timeout)
@@ -260,7 +262,7 @@ class DnsServer:
         client = str(writer.get_extra_info("peername")[0])
         try:
             while not self._closing:
-                data = await self._read_message(task, reader)
+                data = await self._read_message(task, reader, writer)
                 reply = self._answer(data, client, True)
                 if isinstance(reply, Forward):
                     # In order: one connection's answers keep their queries' order.
@@ -289,17 +291,19 @@ class DnsServer:
         if not self._idle:
             self._tcp_refused += 1
             return False
-        longest_idle = next(iter(self._idle))
+        longest_idle, writer = next(iter(self._idle.items()))
         del self._idle[longest_idle]
-        # Out of the count now: it is gone once its task next runs.
+        # Out of the count now: its task ends when it next runs, its read cut short.
         self._connections.discard(longest_idle)
-        longest_idle.cancel()
+        writer.close()
         self._tcp_closed_for_room += 1
         return True
 
-    async def _read_message(self, task: asyncio.Task[None], reader: asyncio.StreamReader) -> bytes:
+    async def _read_message(
+        self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes:
         """The next whole query; idle (and first to close for room) until it is all in."""
-        self._idle[task] = None
+        self._idle[task] = writer
         try:
             async with asyncio.timeout(self._tcp_idle_timeout):
                 (length,) = _LENGTH_PREFIX.unpack(await reader.readexactly(_LENGTH_PREFIX.size))
