@@ -228,6 +228,9 @@ async def serve(settings: Settings) -> None:
             timeout_keep_alive=int(settings.heartbeat_interval * 3) + 5,
             ssl_certfile=settings.api_tls_cert,
             ssl_keyfile=settings.api_tls_key,
+            # Loopback is admin, so the client is the connection's peer: no X-Forwarded-For
+            # header (nor FORWARDED_ALLOW_IPS in the environment) can make one look local.
+            proxy_headers=False,
         )
     )
     dns = DnsServer(
