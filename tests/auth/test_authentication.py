@@ -9,12 +9,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from registry.auth import (
+    Authenticator,
+    Unauthenticated,
     add_signing_key,
     delete_signing_key,
     list_signing_keys,
     revoke_token,
     token_id_of,
 )
+from registry.database import create_engine
+from registry.errors import DatabaseUnavailable
 from tests.auth.conftest import ADMIN, dataplane_token, eventually_async, hours_ago
 
 
@@ -174,3 +178,22 @@ async def test_a_revoked_token_is_refused_within_a_second(api):
     assert await eventually_async(refused, "the revoked token refused", timeout=3) < 1.5
     other_client = app.client(other)
     assert (await other_client.get("/meshes/default/dns-records")).status_code == 200
+
+
+async def test_with_the_database_down_the_last_keys_and_revocations_are_kept(api):
+    app = api()
+    token = await app.issue(ADMIN)
+    assert (await app.client(token).get("/meshes/default/dns-records")).status_code == 200
+    down = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/meshdns")
+    try:
+        app.auth.engine, app.auth.refresh_seconds = down, 0.0
+        # Every request now tries to re-read, fails, and goes on with what it had.
+        assert (await app.auth.verify(token)).is_admin
+        with pytest.raises(Unauthenticated, match="does not have"):
+            await app.auth.verify(forged(token, kid="0123456789abcdef"))
+        # With nothing read yet, it is the database outage it is: 503.
+        fresh = Authenticator(down)
+        with pytest.raises(DatabaseUnavailable):
+            await fresh.verify(token)
+    finally:
+        await down.dispose()
