@@ -47,6 +47,21 @@ _TC = 0x02
 class RateLimiter:
     """Decides, per UDP query, whether its client network is within its rate."""
 
+    __slots__ = (
+        "_clock",
+        "_full_at",
+        "_interval",
+        "_ipv4_prefix",
+        "_ipv6_prefix",
+        "_keys",
+        "_max_networks",
+        "_slip",
+        "_tolerance",
+        "evicted",
+        "limited",
+        "slipped",
+    )
+
     def __init__(
         self,
         rate: int,
@@ -160,8 +175,12 @@ def slip_reply(query: bytes) -> bytes | None:
     end = _question_end(query)
     if end is None:
         return None
-    flags = bytes((_QR | _TC | (query[2] & _OPCODE_RD), 0))
-    return query[:2] + flags + b"\x00\x01\x00\x00\x00\x00\x00\x00" + query[_HEADER_SIZE:end]
+    # id, flags (RCODE 0), one question and no records, the question
+    return b"%b%c\x00\x00\x01\x00\x00\x00\x00\x00\x00%b" % (
+        query[:2],
+        _QR | _TC | (query[2] & _OPCODE_RD),
+        query[_HEADER_SIZE:end],
+    )
 
 
 def _question_end(query: bytes) -> int | None:
