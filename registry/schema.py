@@ -2,10 +2,16 @@
 
 Existing Kuma YAML must apply unchanged, so every field Kuma defines for these
 resources is accepted (and stored); anything else is an error naming the field.
+
+Sizes and counts are bounded, and service names must make DNS names, for resources being
+registered (:func:`parse_resource`): what the registry already holds is read back as it
+was stored, so a tighter bound never makes a stored resource unreadable (docs/decisions.md,
+"Input limits and fuzzing (issue 8)").
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from datetime import datetime
@@ -15,14 +21,17 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from registry.errors import Cause, InvalidResource
+from registry.limits import DocumentBudget, document_problem
 
 SERVICE_TAG = "kuma.io/service"
 PROTOCOL_TAG = "kuma.io/protocol"
@@ -31,11 +40,32 @@ ZONE_TAG = "kuma.io/zone"
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 _TAG = re.compile(r"^[a-zA-Z0-9._\-:/]+$")
 _TAG_VALUE = re.compile(r"^[a-zA-Z0-9._\-:/*]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+# Bounds on a resource being registered. Kuma sets few hard limits; these keep the cost
+# of one resource (in the DNS tables, the snapshot, every agent) bounded.
+MAX_NAME_LENGTH = 253  # a DNS name's: resource names, tag keys and values, labels
+MAX_LABEL_LENGTH = 63  # one DNS label
+MAX_TAGS = 64  # per inbound, gateway, selector, outbound or available service
+MAX_LABELS = 64
+MAX_INBOUNDS = 100
+MAX_OUTBOUNDS = 1000
+MAX_SELECTORS = 1000  # sources, and destinations, of one TrafficPermission
+MAX_AVAILABLE_SERVICES = 10_000  # what one zone ingress offers
+MAX_INSTANCES = 2**31 - 1
+MAX_RESOURCES_PER_REQUEST = 10_000  # documents of one POST /apply
+
+# Passed to validation by parse_resource: the resource is being registered.
+_REGISTRATION = {"registration": True}
+
+
+def _registering(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and info.context.get("registration") is True
 
 
 def _resource_name(value: str) -> str:
-    if len(value) > 253:
-        raise ValueError("must be at most 253 characters")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"must be at most {MAX_NAME_LENGTH} characters")
     if not _NAME.match(value):
         raise ValueError(
             "must consist of lower case letters, digits, '-', '.' or '_', "
@@ -48,25 +78,122 @@ def _ip(value: str) -> str:
     try:
         return str(ip_address(value))
     except ValueError:
-        raise ValueError(f"{value!r} is not a valid IPv4 or IPv6 address") from None
+        raise ValueError(f"{_shown(value)} is not a valid IPv4 or IPv6 address") from None
 
 
-def _tags(value: dict[str, str]) -> dict[str, str]:
+def _at_most(limit: int, what: str) -> BeforeValidator:
+    """A check that a list or mapping being registered holds at most ``limit`` items,
+    made before its items are validated."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if _registering(info) and isinstance(value, list | tuple | dict) and len(value) > limit:
+            raise ValueError(f"has {len(value)} {what}; at most {limit} are allowed")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _tags(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    registering = _registering(info)
     for key, tag_value in value.items():
         if not _TAG.match(key):
-            raise ValueError(f"tag key {key!r} may only contain letters, digits and . _ - : /")
+            raise ValueError(
+                f"tag key {_shown(key)} may only contain letters, digits and . _ - : /"
+            )
         if not _TAG_VALUE.match(tag_value):
             raise ValueError(
-                f"tag {key!r} has value {tag_value!r}: values are non-empty and may only "
-                "contain letters, digits and . _ - : / *"
+                f"tag {_shown(key)} has value {_shown(tag_value)}: values are non-empty and "
+                "may only contain letters, digits and . _ - : / *"
+            )
+        if registering and max(len(key), len(tag_value)) > MAX_NAME_LENGTH:
+            raise ValueError(
+                f"tag {_shown(key)}: keys and values are at most {MAX_NAME_LENGTH} characters"
             )
     return value
+
+
+def _text(value: str, info: ValidationInfo) -> str:
+    """Free text that is shown (labels, names of inbounds and backends): one line, bounded."""
+    if _registering(info):
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(f"must be at most {MAX_NAME_LENGTH} characters")
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters (newlines, tabs, NUL...)")
+    return value
+
+
+def _labels(value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    if not _registering(info):
+        return value
+    for key, label in value.items():
+        if not key:
+            raise ValueError("label keys must not be empty")
+        for text in (key, label):
+            if len(text) > MAX_NAME_LENGTH:
+                raise ValueError(
+                    f"label {_shown(key)}: keys and values are at most {MAX_NAME_LENGTH} characters"
+                )
+            if _CONTROL.search(text):
+                raise ValueError(
+                    f"label {_shown(key)}: keys and values must not contain control characters"
+                )
+    return value
+
+
+def _shown(value: object) -> str:
+    """``value`` quoted for a message, shortened when long: messages echo bounded input."""
+    text = repr(value)
+    if len(text) <= 48:
+        return text
+    if isinstance(value, str):
+        return f"{value[:40]!r}... ({len(value)} characters)"
+    return f"{text[:40]}..."
+
+
+def service_name_problem(service: str) -> str | None:
+    """Why ``service`` (a kuma.io/service value) cannot be given a DNS name; None if it can.
+
+    The DNS answers a service at ``<service>.<domain>``, one label, and Kuma's
+    ``a_b_c`` names also at ``a.b.c.<domain>``, one label per part. A name must make at
+    least one of them: at most 63 characters, or ``_``-separated parts of at most 63
+    each; never a dot, which would split the label. The tag's character set (letters,
+    digits and ``_ - : /``) is checked with every tag.
+    """
+    if len(service) > MAX_NAME_LENGTH:
+        return f"is {len(service)} characters long; at most {MAX_NAME_LENGTH}"
+    if "*" in service:
+        return 'cannot contain "*"'
+    if "." in service:
+        return (
+            f"is {_shown(service)}: a service name is one DNS label (<service>.mesh), so it "
+            "cannot contain '.'; Kuma's '_' form answers at the dotted name too "
+            "(a_b answers at a_b.mesh and a.b.mesh)"
+        )
+    if len(service) <= MAX_LABEL_LENGTH:
+        return None
+    parts = service.split("_")
+    if len(parts) > 1 and all(0 < len(part) <= MAX_LABEL_LENGTH for part in parts):
+        return None
+    return (
+        f"is {len(service)} characters long: a service name is one DNS label of at most "
+        f"{MAX_LABEL_LENGTH} characters (<service>.mesh), or Kuma's a_b_c form whose "
+        f"parts are labels of at most {MAX_LABEL_LENGTH} characters each (a.b.c.mesh)"
+    )
+
+
+def _service_makes_dns_name(tags: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    problem = service_name_problem(tags[SERVICE_TAG]) if _registering(info) else None
+    if problem is not None:
+        raise ValueError(f'tag "{SERVICE_TAG}" {problem}')
+    return tags
 
 
 ResourceName = Annotated[str, AfterValidator(_resource_name)]
 IPString = Annotated[str, AfterValidator(_ip)]
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
-Tags = Annotated[dict[str, str], AfterValidator(_tags)]
+Tags = Annotated[dict[str, str], _at_most(MAX_TAGS, "tags"), AfterValidator(_tags)]
+Text = Annotated[str, AfterValidator(_text)]
+Labels = Annotated[dict[str, str], _at_most(MAX_LABELS, "labels"), AfterValidator(_labels)]
 
 
 class _Model(BaseModel):
@@ -86,7 +213,7 @@ class Inbound(_Model):
     service_port: Port | None = Field(None, alias="servicePort")
     service_address: IPString | None = Field(None, alias="serviceAddress")
     address: IPString | None = None
-    name: str | None = None
+    name: Text | None = None
     tags: Tags
     health: Health | None = None
     service_probe: dict[str, Any] | None = Field(None, alias="serviceProbe")
@@ -94,12 +221,12 @@ class Inbound(_Model):
 
     @field_validator("tags")
     @classmethod
-    def _has_service(cls, tags: dict[str, str]) -> dict[str, str]:
+    def _has_service(cls, tags: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         if not tags.get(SERVICE_TAG):
             raise ValueError(f'tag "{SERVICE_TAG}" has to exist')
         if "*" in tags[SERVICE_TAG]:
             raise ValueError(f'tag "{SERVICE_TAG}" cannot contain "*"')
-        return tags
+        return _service_makes_dns_name(tags, info)
 
     @property
     def service(self) -> str:
@@ -117,7 +244,7 @@ class Outbound(_Model):
 
     port: Port | None = None
     address: IPString | None = None
-    service: str | None = None
+    service: Text | None = None
     tags: Tags | None = None
     backend_ref: dict[str, Any] | None = Field(None, alias="backendRef")
 
@@ -130,8 +257,8 @@ class Gateway(_Model):
 class Networking(_Model):
     address: IPString
     advertised_address: IPString | None = Field(None, alias="advertisedAddress")
-    inbound: tuple[Inbound, ...] = ()
-    outbound: tuple[Outbound, ...] = ()
+    inbound: Annotated[tuple[Inbound, ...], _at_most(MAX_INBOUNDS, "inbounds")] = ()
+    outbound: Annotated[tuple[Outbound, ...], _at_most(MAX_OUTBOUNDS, "outbounds")] = ()
     gateway: Gateway | None = None
     transparent_proxying: dict[str, Any] | None = Field(None, alias="transparentProxying")
     admin: dict[str, Any] | None = None
@@ -151,7 +278,7 @@ class Networking(_Model):
 
 class _Resource(_Model):
     name: ResourceName
-    labels: dict[str, str] | None = None
+    labels: Labels | None = None
     # What `kumactl get -o yaml` prints; accepted so its output applies again, never stored.
     creation_time: datetime | None = Field(None, alias="creationTime", exclude=True)
     modification_time: datetime | None = Field(None, alias="modificationTime", exclude=True)
@@ -176,7 +303,7 @@ class Dataplane(_Resource):
 
 
 class MTLS(_Model):
-    enabled_backend: str | None = Field(None, alias="enabledBackend")
+    enabled_backend: Text | None = Field(None, alias="enabledBackend")
     backends: tuple[dict[str, Any], ...] | None = None
     skip_validation: bool | None = Field(None, alias="skipValidation")
 
@@ -191,7 +318,7 @@ class Mesh(_Resource):
     routing: dict[str, Any] | None = None
     constraints: dict[str, Any] | None = None
     mesh_services: dict[str, Any] | None = Field(None, alias="meshServices")
-    skip_creating_initial_policies: tuple[str, ...] | None = Field(
+    skip_creating_initial_policies: tuple[Text, ...] | None = Field(
         None, alias="skipCreatingInitialPolicies"
     )
 
@@ -217,16 +344,16 @@ class AvailableService(_Model):
     """A service a zone ingress offers: its tags, mesh and how many instances serve it."""
 
     tags: Tags
-    instances: Annotated[int, Field(ge=0, strict=True)] = 0
+    instances: Annotated[int, Field(ge=0, le=MAX_INSTANCES, strict=True)] = 0
     mesh: ResourceName = "default"
     external_service: bool | None = Field(None, alias="externalService")
 
     @field_validator("tags")
     @classmethod
-    def _has_service(cls, tags: dict[str, str]) -> dict[str, str]:
+    def _has_service(cls, tags: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         if not tags.get(SERVICE_TAG):
             raise ValueError(f'tag "{SERVICE_TAG}" has to exist')
-        return tags
+        return _service_makes_dns_name(tags, info)
 
     @property
     def service(self) -> str:
@@ -243,7 +370,10 @@ class ZoneIngress(_Resource):
     type: Literal["ZoneIngress"] = "ZoneIngress"
     zone: ResourceName | None = None
     networking: ZoneIngressNetworking
-    available_services: tuple[AvailableService, ...] = Field((), alias="availableServices")
+    available_services: Annotated[
+        tuple[AvailableService, ...],
+        _at_most(MAX_AVAILABLE_SERVICES, "available services"),
+    ] = Field((), alias="availableServices")
 
 
 class ZoneEgressNetworking(_Model):
@@ -280,8 +410,12 @@ class TrafficPermission(_Resource):
 
     type: Literal["TrafficPermission"] = "TrafficPermission"
     mesh: ResourceName = "default"
-    sources: Annotated[tuple[Selector, ...], Field(min_length=1)]
-    destinations: Annotated[tuple[Selector, ...], Field(min_length=1)]
+    sources: Annotated[
+        tuple[Selector, ...], Field(min_length=1), _at_most(MAX_SELECTORS, "sources")
+    ]
+    destinations: Annotated[
+        tuple[Selector, ...], Field(min_length=1), _at_most(MAX_SELECTORS, "destinations")
+    ]
     conf: dict[str, Any] | None = None
 
 
@@ -300,14 +434,20 @@ RESOURCE_TYPES: dict[str, type[Resource]] = {
 }
 
 
-def field_path(loc: Iterable[int | str]) -> str:
+def field_path(loc: Iterable[Any]) -> str:
     """Render a pydantic error location as Kuma names fields: ``networking.inbound[0].port``."""
     path = ""
     for part in loc:
-        if isinstance(part, int):
+        if part == "[key]":
+            continue  # pydantic's mark of a mapping key that failed: the key names it
+        if isinstance(part, int) and not isinstance(part, bool):
             path += f"[{part}]"
-        elif "/" in part or "." in part:
-            path += f'["{part}"]'
+        elif not isinstance(part, str):
+            path += f"[{_shown(part)}]"
+        elif len(part) > MAX_NAME_LENGTH:
+            path += f'[{json.dumps(part[:40])[:-1]}..."]'  # an unknown field's long name
+        elif not part or "/" in part or "." in part or not part.isprintable():
+            path += f"[{json.dumps(part)}]"
         else:
             path += f".{part}" if path else part
     return path
@@ -325,8 +465,9 @@ def _causes(error: ValidationError) -> list[Cause]:
     return causes
 
 
-def parse_resource(document: Any) -> Resource:
-    """Validate one Universal-format document and return the resource it describes."""
+def parse_resource(document: Any, *, budget: DocumentBudget | None = None) -> Resource:
+    """Validate one Universal-format document being registered and return the resource it
+    describes; ``budget`` is shared by the documents of one request."""
     if not isinstance(document, dict):
         raise InvalidResource(
             "Resource is not valid",
@@ -340,10 +481,16 @@ def parse_resource(document: Any) -> Resource:
         known = ", ".join(sorted(RESOURCE_TYPES))
         raise InvalidResource(
             "Resource is not valid",
-            [Cause("type", f"unknown resource type {kind!r}; expected one of {known}")],
+            [Cause("type", f"unknown resource type {_shown(kind)}; expected one of {known}")],
+        )
+    problem = document_problem(document, budget or DocumentBudget())
+    if problem is not None:
+        location, message = problem
+        raise InvalidResource(
+            f"{kind} is not valid", [Cause(field_path(location) or "(document)", message)]
         )
     try:
-        return model.model_validate(document)
+        return model.model_validate(document, context=_REGISTRATION)
     except ValidationError as error:
         raise InvalidResource(f"{kind} is not valid", _causes(error)) from None
 
@@ -357,13 +504,27 @@ def identity(resource: Resource) -> dict[str, str]:
 
 def parse_resources(documents: list[Any]) -> list[Resource]:
     """Validate every document before any is written; causes name the document's index."""
+    if len(documents) > MAX_RESOURCES_PER_REQUEST:
+        raise InvalidResource(
+            "Resources are not valid; nothing was written",
+            [
+                Cause(
+                    "items",
+                    f"has {len(documents)} resources; at most {MAX_RESOURCES_PER_REQUEST} "
+                    "are allowed in one request",
+                )
+            ],
+        )
     resources: list[Resource] = []
     causes: list[Cause] = []
+    budget = DocumentBudget()
     for index, document in enumerate(documents):
         try:
-            resources.append(parse_resource(document))
+            resources.append(parse_resource(document, budget=budget))
         except InvalidResource as error:
             causes += [Cause(f"items[{index}].{c.field}", c.message) for c in error.causes]
+            if budget.exhausted:
+                break
     if causes:
         raise InvalidResource("Resources are not valid; nothing was written", causes)
     return resources
