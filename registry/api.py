@@ -33,6 +33,7 @@ from registry.errors import (
     RegistryError,
     VipPoolExhausted,
 )
+from registry.limits import BodyLimit
 from registry.schema import (
     Dataplane,
     Mesh,
@@ -270,6 +271,8 @@ def create_app(
         redoc_url=None,
         dependencies=[Depends(authenticate)],
     )
+    # 413 for a body over the limit, before it is read (registry/limits.py).
+    app.add_middleware(BodyLimit)
     app.state.guard = guard
     app.add_exception_handler(RegistryError, _registry_error)
     app.add_exception_handler(RequestValidationError, _request_invalid)
