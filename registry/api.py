@@ -34,6 +34,7 @@ from registry.errors import (
     VipPoolExhausted,
 )
 from registry.limits import BodyLimit
+from registry.models import NAME_LENGTH
 from registry.schema import (
     Dataplane,
     Mesh,
@@ -95,7 +96,7 @@ def _request_invalid(_: Request, error: Exception) -> JSONResponse:
 
 
 def _unexpected(_: Request, error: Exception) -> JSONResponse:
-    log.exception("unexpected error answering an API request")
+    log.error("unexpected error answering an API request", exc_info=error)
     return JSONResponse(
         error_body("Internal Server Error", f"{type(error).__name__}: {error}"), status_code=500
     )
@@ -110,6 +111,11 @@ async def read_document(request: Request) -> Any:
         if "json" in request.headers.get("content-type", ""):
             return json.loads(body)
         return yaml.safe_load(body)
+    except RecursionError:
+        raise InvalidResource(
+            "Request body is nested too deeply",
+            [Cause("(body)", "nested deeper than a resource can be")],
+        ) from None
     except (ValueError, yaml.YAMLError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise InvalidResource(
@@ -214,12 +220,23 @@ def _tag_filter(tags: list[str]) -> dict[str, str]:
     wanted: dict[str, str] = {}
     for index, tag in enumerate(tags):
         key, sep, value = tag.partition(":")
-        if not sep or not key:
+        if not sep or not key or "\x00" in tag:
             raise InvalidResource(
                 "Request is not valid", [Cause(f"tag[{index}]", f"{tag!r} is not key:value")]
             )
         wanted[key] = value
     return wanted
+
+
+def _check_path_names(params: dict[str, Any]) -> None:
+    """Names in the path go to the database: one no resource can have is refused here
+    (a NUL, say, which Postgres cannot even hold in text)."""
+    for key, value in params.items():
+        if isinstance(value, str) and ("\x00" in value or len(value) > NAME_LENGTH):
+            raise InvalidResource(
+                "Request is not valid",
+                [Cause(key, f"no resource is named so (at most {NAME_LENGTH} characters, no NUL)")],
+            )
 
 
 def caller(request: Request) -> Identity:
@@ -229,7 +246,8 @@ def caller(request: Request) -> Identity:
 
 
 SizeQuery = Query(100, ge=1, le=MAX_PAGE_SIZE)
-OffsetQuery = Query(0, ge=0)
+# The databases count rows in signed 64 bits.
+OffsetQuery = Query(0, ge=0, le=2**63 - 1)
 
 
 def create_app(
@@ -261,6 +279,7 @@ def create_app(
         if auth is not None:
             client = request.client.host if request.client else None
             who = await auth.identify(client, request.headers.get("authorization"))
+        _check_path_names(request.path_params)
         guard.check_route(who, route, request.method, request.url.path, request.path_params)
         request.state.identity = who
 
@@ -441,7 +460,80 @@ def create_app(
             app, collection, kind, mesh_scoped, put_resource, delete_resource, list_resources, store
         )
 
+    _document_answers(app)
     return app
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["title", "details", "causes"],
+    "properties": {
+        "title": {"type": "string"},
+        "details": {"type": "string"},
+        "causes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+# What every route may answer besides its own result (Kuma's error shape throughout).
+_ERRORS = {
+    "400": "invalid input",
+    "401": "no valid bearer token",
+    "403": "the token's scope does not allow this",
+    "404": "not found",
+    "413": "request body over the limit",
+    "503": "the registry database is unreachable",
+}
+_WRITE_ERRORS = {"405": "this control plane's mode does not take it", "409": "conflict"}
+_RESOURCE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "application/yaml": {"schema": {"type": "string"}},
+    },
+}
+
+
+def _document_answers(app: FastAPI) -> None:
+    """Complete the OpenAPI document FastAPI makes: the bodies the routes read themselves,
+    and every status they answer (201 for a created resource, errors in Kuma's shape;
+    no 422, which the API never answers)."""
+    make = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = make()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = _ERROR_SCHEMA
+        error = {
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        }
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                errors = dict(_ERRORS)
+                if method in ("put", "post", "delete"):
+                    errors.update(_WRITE_ERRORS)
+                if method in ("put", "post") and "requestBody" not in operation:
+                    operation["requestBody"] = _RESOURCE_BODY
+                if method == "put":
+                    responses["201"] = {"description": "created"}
+                shape = error
+                if path == "/readyz":
+                    errors = {"503": "not ready"}
+                    shape = {"content": {"application/json": {"schema": {"type": "object"}}}}
+                for status, description in errors.items():
+                    responses.setdefault(status, {"description": description, **shape})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _zone_status(last_seen: datetime | None) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -57,24 +57,6 @@ BODIES = {
     "/zones/{name}": "Zone",
 }
 CONFORMANCE = [not_a_server_error, response_schema_conformance, content_type_conformance]
-LARGEST_OFFSET = 2**63 - 1  # SQLite's and Postgres's bigint
-
-
-def known_server_error(kwargs: dict[str, Any]) -> str | None:
-    """Which 5xx the API answers today to this request, if any: left out of the generated
-    requests so that the rest is checked. Each has a test below, xfail until
-    registry/api.py is fixed; then the test passes, fails as strict, and this goes."""
-    params = kwargs.get("params") or {}
-    try:
-        if abs(int(params.get("offset", 0))) > LARGEST_OFFSET:
-            return "an offset past a 64-bit integer"
-    except (TypeError, ValueError):
-        pass
-    values = [str(value) for value in params.values() if not isinstance(value, list)]
-    values += [str(item) for value in params.values() if isinstance(value, list) for item in value]
-    if "%00" in kwargs["url"] or any("\x00" in value for value in values):
-        return "NUL in a name or tag filter (Postgres)"
-    return None
 
 
 class Api:
@@ -189,7 +171,6 @@ def fuzz(
         @given(case=cases)
         def call(case: schemathesis.Case) -> None:
             kwargs = case.as_transport_kwargs(base_url=BASE_URL)
-            assume(known_server_error(kwargs) is None)
             response = served.send(kwargs)
             case.validate_response(response, checks=checks)
 
@@ -225,11 +206,6 @@ def test_global_control_plane_answers_no_5xx(sqlite_url):
     assert not failures, "\n\n".join(failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the OpenAPI document lists 200 and 422 only: the API answers 201 (created), "
-    "400 (invalid, in Kuma's shape, not 422), 404, 405 and 409, undocumented",
-)
 def test_every_status_answered_is_documented(sqlite_url):
     with api(sqlite_url) as served:
         seed(served)
@@ -249,11 +225,6 @@ LISTINGS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry/api.py: OffsetQuery has no upper bound; an offset past 2**63 - 1 "
-    "reaches the database and answers 500 (OverflowError on SQLite, DBAPIError on Postgres)",
-)
 def test_offset_past_a_64_bit_integer_is_400(database_url):
     with api(database_url) as served:
         seed(served)
@@ -278,11 +249,6 @@ NUL_REQUESTS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry/api.py: names in the path and tag filters go to Postgres unchecked; a "
-    "NUL in them is 'invalid byte sequence for encoding UTF8: 0x00' and a 500",
-)
 def test_nul_in_names_and_tag_filters_is_not_a_server_error(postgres_database_url):
     with api(postgres_database_url) as served:
         seed(served)
@@ -295,11 +261,6 @@ def test_nul_in_names_and_tag_filters_is_not_a_server_error(postgres_database_ur
     assert not {request: status for request, status in statuses.items() if status >= 500}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry/api.py: read_document catches ValueError and YAMLError, not the "
-    "RecursionError of a body nested past Python's recursion limit: a 500",
-)
 @pytest.mark.parametrize(
     ("content_type", "body"),
     [
