@@ -28,6 +28,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from dnsserver.counters import DnsCounters
+
 _AA = 0x04
 # Longer queries (unusual: big EDNS options) are always answered in full.
 MAX_KEYED_QUERY = 512
@@ -50,7 +52,7 @@ class _Entry:
     def __init__(self, reply: bytes, rotated: bool) -> None:
         self.replies = [reply]
         self.rotated = rotated
-        self.served = 0
+        self.served = 0  # replies served from this entry (hits)
 
 
 # The full path's reply (bytes, or what else it hands the transport) and whether its
@@ -69,10 +71,21 @@ class AnswerCache:
     (plus a rough per-entry overhead), since one TCP reply can take 64 kB.
     """
 
-    def __init__(self, max_entries: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        max_entries: int,
+        max_bytes: int,
+        counters: DnsCounters | None = None,
+        count: Callable[[object, bool], None] | None = None,
+    ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.size_bytes = 0
+        # Replies built by the full path because none was kept, each counted by `count`;
+        # those served from here are counted by their entries, folded into `counters`.
+        self.misses = 0
+        self._counters = counters or DnsCounters()
+        self._count = count
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
 
     def __len__(self) -> int:
@@ -89,6 +102,20 @@ class AnswerCache:
         ):
             key, entry = self._entries.popitem(last=False)
             self.size_bytes -= sum(map(len, entry.replies)) + len(key[0]) + _ENTRY_OVERHEAD
+            self._counters.fold(entry.replies[0], key[3], entry.served)
+
+    def retire(self) -> None:
+        """Fold every entry's count into the counters: the cache is being replaced."""
+        fold = self._counters.fold
+        for key, entry in self._entries.items():
+            fold(entry.replies[0], key[3], entry.served)
+
+    def served(self) -> tuple[dict[tuple[bytes, int, bool], int], int]:
+        """The replies served by the entries now in the cache, by counter key; and all."""
+        counted = DnsCounters()
+        for key, entry in self._entries.items():
+            counted.fold(entry.replies[0], key[3], entry.served)
+        return counted.replies, counted.cache_hits
 
     def reply(
         self, data: bytes, key: Key, build: Callable[[bytes, Any, bool], Built], client: Any
@@ -100,7 +127,10 @@ class AnswerCache:
         """
         entry = self._entries.get(key)
         if entry is None:
+            self.misses += 1
             reply, rotated = build(data, client, key[3])
+            if self._count is not None:
+                self._count(reply, key[3])
             if isinstance(reply, bytes) and reply[2] & _AA:
                 self._add(key, _Entry(reply, rotated))
             return reply
@@ -124,6 +154,7 @@ class AnswerCache:
                 return fresh
             cached = replies[served % len(replies)]
         else:
+            entry.served += 1
             cached = replies[0]
         return data[:2] + cached[2:]
 

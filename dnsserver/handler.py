@@ -16,6 +16,7 @@ from dnsserver import codec
 from dnsserver.answers import MAX_KEYED_QUERY, AnswerCache
 from dnsserver.codec import Header, Opcode, Query, Rcode, Response
 from dnsserver.config import ZoneConfig
+from dnsserver.counters import DnsCounters, Key
 from dnsserver.errors import FormError
 from dnsserver.forward import Forward, Upstream
 from dnsserver.lookup import Answer, Result, lookup
@@ -93,6 +94,8 @@ class Handler:
         self._forwarding = forwarding
         self._cache_entries = cache_entries
         self._cache_bytes = cache_bytes
+        self.counters = DnsCounters()
+        self._misses = 0  # replies built in full by earlier generations and uncached
         self._zones: Zones = build_zones(config, snapshot or Snapshot.empty())
         self._new_generation()
 
@@ -110,10 +113,35 @@ class Handler:
         """The replies kept for the current zone tables."""
         return self._cache
 
+    def counts(self) -> tuple[dict[Key, int], int, int]:
+        """Since the start: replies by counter key (dnsserver/counters.py), replies served
+        from the answer cache, and replies built in full (forwarded ones included)."""
+        live, hits = self._cache.served()
+        replies = dict(self.counters.replies)
+        for key, count in live.items():
+            replies[key] = replies.get(key, 0) + count
+        return replies, self.counters.cache_hits + hits, self._misses + self._cache.misses
+
+    def _count(self, reply: object, tcp: bool) -> None:
+        """Count a reply built in full (the cache counts its own)."""
+        if isinstance(reply, bytes):
+            self.counters.count(reply, tcp)
+        elif reply is None:
+            self.counters.unanswered[tcp] += 1
+        elif isinstance(reply, Transfer):
+            self.counters.count(reply.messages[0], tcp)
+        # A Forward is counted when its reply is built (forwarded).
+
     def _new_generation(self) -> None:
         # Everything remembered about answers belongs to one generation of the tables:
         # dropped with them, so nothing from an older snapshot is ever served.
-        self._cache = AnswerCache(self._cache_entries, self._cache_bytes)
+        old = getattr(self, "_cache", None)
+        if old is not None:
+            old.retire()
+            self._misses += old.misses
+        self._cache = AnswerCache(
+            self._cache_entries, self._cache_bytes, self.counters, self._count
+        )
         self._clients: dict[object, _ClientView] = {}
 
     def update(self, snapshot: Snapshot, delta: Delta | None = None) -> None:
@@ -173,7 +201,10 @@ class Handler:
         self, data: bytes, view: _ClientView, tcp: bool
     ) -> bytes | Forward | Transfer | None:
         if len(data) > MAX_KEYED_QUERY or not self._cache_entries:
-            return self._full(data, view, tcp)[0]
+            self._misses += 1
+            built = self._full(data, view, tcp)[0]
+            self._count(built, tcp)
+            return built
         # The zone's key, not the mesh: clients of one mesh may see different services.
         key = (data[2:], view.key, view.recursion, tcp)
         reply = self._cache.reply(data, key, self._full, view)
@@ -222,7 +253,9 @@ class Handler:
             additional=upstream.additional,
             edns_payload=self._edns_payload(query),
         )
-        return codec.encode_response(response, self._size_limit(query, tcp=forward.tcp))
+        reply = codec.encode_response(response, self._size_limit(query, tcp=forward.tcp))
+        self.counters.count(reply, forward.tcp)
+        return reply
 
     def _respond(
         self, header: Header, data: bytes, view: _ClientView, *, tcp: bool

@@ -21,6 +21,7 @@ from dnsserver.notify import Notifier
 from dnsserver.server import DnsServer
 from meshdns import __version__
 from meshdns.console import console_router, handler_answers
+from meshdns.metrics import ApiRequestCounts, ServeCollector, add_metrics_route
 from meshdns.settings import RECURSION_DATAPLANES, RECURSION_NONE, Settings, split_list
 from meshdns.workers import Workers, server_id
 from registry.agent_api import agent_router
@@ -242,6 +243,19 @@ async def serve(settings: Settings) -> None:
         reuse_port=settings.dns_workers > 1,
     )
     await dns.start()
+
+    api_counts: dict[tuple[str, str, str], int] = {}
+    app.add_middleware(ApiRequestCounts, counts=api_counts)
+    collector = ServeCollector(
+        dns=dns,
+        handler=handler,
+        follower=follower,
+        api_counts=api_counts,
+        version=__version__,
+        mode=settings.mode,
+        zone=settings.zone,
+    )
+    add_metrics_route(app, collector, store.revision)
 
     @app.get("/stats/dns")
     async def dns_stats() -> dict[str, int]:

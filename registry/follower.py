@@ -52,6 +52,8 @@ class RegistryFollower:
         self.view = RegistryView(local_zone)
         self.revision: int | None = None  # the feed cursor: last revision applied
         self.connected = False
+        # When the snapshot was last known to hold everything committed (monotonic clock).
+        self.current_at: float | None = None
         self.last_apply_seconds = 0.0  # time to apply the last batch, for benchmarks
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()  # set, and replaced, whenever the cursor moves
@@ -90,6 +92,7 @@ class RegistryFollower:
         """Read the whole registry and publish it: the cold start."""
         state = await self.store.read_all()
         self._apply(state, full=True)
+        self.current_at = time.monotonic()
         self.connected = True
 
     async def catch_up(self) -> int:
@@ -101,6 +104,7 @@ class RegistryFollower:
         while True:
             batch = await self.store.read_feed(self.revision, self.view.services_of)
             if batch is None:
+                self.current_at = time.monotonic()
                 return applied
             self._apply(batch, full=False)
             applied += len(batch.changes)

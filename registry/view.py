@@ -274,6 +274,10 @@ class RegistryView:
     def dataplane(self, key: DataplaneKey) -> DataplaneState | None:
         return self._dataplanes.get(key)
 
+    def dataplanes(self) -> list[DataplaneState]:
+        """Every dataplane now (a copy: the view changes as the feed is applied)."""
+        return list(self._dataplanes.values())
+
     def dataplanes_of(self, mesh: str) -> set[DataplaneKey]:
         return {key for key in self._dataplanes if key[0] == mesh}
 
