@@ -31,6 +31,7 @@ from registry.database import check_schema_current, create_engine, upgrade
 from registry.errors import RegistryError
 from registry.follower import RegistryFollower
 from registry.liveness import Liveness, LivenessSettings
+from registry.prometheus_sd import prometheus_sd_router
 from registry.service_feed import ServiceFeed
 from registry.snapshot import Delta, Snapshot
 from registry.store import Store, VipSettings
@@ -204,6 +205,7 @@ async def serve(settings: Settings) -> None:
         auth=Authenticator(engine, loopback_admin=settings.loopback_admin),
         known_services=known_services,
     )
+    app.include_router(prometheus_sd_router(store, settings.zone))
     app.include_router(agent_router(store, liveness, feed, agent_config(settings), app.state.guard))
     # The web console (read-only; the app's authentication covers it).
     app.include_router(
