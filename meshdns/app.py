@@ -284,18 +284,24 @@ async def serve(settings: Settings) -> None:
         asyncio.create_task(liveness.run(), name="liveness") if settings.mode != "global" else None
     )
     notify_task = asyncio.create_task(notifier.run()) if notifier is not None else None
+    started = {
+        "version": __version__,
+        "python": sys.version.split()[0],
+        "mode": settings.mode,
+        "zone": settings.zone,
+        "database": make_url(settings.database_url).render_as_string(hide_password=True),
+        "dns": f"{settings.dns_address}:{dns.port}",
+        "api": f"{'https' if settings.api_tls_cert else 'http'}://"
+        f"{settings.api_address}:{settings.api_port}",
+        "domain": settings.domain,
+        "dns_workers": settings.dns_workers,
+    }
+    # One line with all of it; in JSON logs (--log-format json) each is a field too.
     log.info(
-        "meshdns %s (python %s) mode=%s database=%s dns=%s:%s api=%s://%s:%s domain=%s",
-        __version__,
-        sys.version.split()[0],
-        settings.mode,
-        make_url(settings.database_url).render_as_string(hide_password=True),
-        settings.dns_address,
-        settings.dns_port,
-        "https" if settings.api_tls_cert else "http",
-        settings.api_address,
-        settings.api_port,
+        "meshdns %s (python %s) mode=%s database=%s dns=%s api=%s domain=%s",
+        *(started[key] for key in ("version", "python", "mode", "database", "dns", "api")),
         settings.domain,
+        extra=started,
     )
     stop_task = asyncio.create_task(stop.wait())
     try:

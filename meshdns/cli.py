@@ -20,6 +20,7 @@ import httpx
 import yaml
 
 from meshdns import __version__
+from meshdns.logs import configure_logging
 from meshdns.settings import DEFAULT_API, ENV_PREFIX, Settings, options
 from registry.errors import InvalidResource, RegistryError
 from registry.schema import parse_resource
@@ -62,14 +63,6 @@ def fail(message: str) -> NoReturn:
 @click.version_option(__version__, prog_name="meshdns")
 def main() -> None:
     """DNS-centric service discovery for service meshes."""
-
-
-def _log_to_stderr(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Alembic narrates every migration context at INFO; only its warnings matter here.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _run(coroutine: Any) -> None:
@@ -117,6 +110,7 @@ def _run(coroutine: Any) -> None:
     "tcp_max_connections",
     "tcp_idle_timeout",
     "log_level",
+    "log_format",
 )
 def serve(**given: Any) -> None:
     """Run the registry API and the authoritative DNS server."""
@@ -133,7 +127,7 @@ def serve(**given: Any) -> None:
                 f"cannot use --api-tls-cert {settings.api_tls_cert} with --api-tls-key "
                 f"{settings.api_tls_key}: {error}"
             )
-    _log_to_stderr(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         _run(run_server(settings))
     except RegistryError as error:
@@ -164,6 +158,7 @@ def migrate(**given: Any) -> None:
     "sync_batch",
     "sync_poll_interval",
     "log_level",
+    "log_format",
 )
 def sync(**given: Any) -> None:
     """Replicate a zone's registry into the global store and back, until stopped."""
@@ -177,7 +172,7 @@ def sync(**given: Any) -> None:
     ):
         if not value:
             fail(f"sync needs {name}")
-    _log_to_stderr(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         _run(run_sync(settings))
     except RegistryError as error:

@@ -267,6 +267,12 @@ class Settings:
             type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
         ),
     )
+    log_format: str = field(
+        default="text",
+        metadata=_option(
+            "Log lines as text, or as one JSON object each.", type=click.Choice(["text", "json"])
+        ),
+    )
 
     def __post_init__(self) -> None:
         # Fail at start-up, with the option's name, rather than deep inside the server.

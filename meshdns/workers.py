@@ -23,6 +23,7 @@ import signal
 import sys
 from typing import Any
 
+from meshdns.logs import configure_logging
 from meshdns.settings import Settings
 
 log = logging.getLogger("meshdns")
@@ -157,11 +158,7 @@ def main(argv: list[str]) -> None:
     }
     settings = Settings(**values)
     port, index = int(argv[0]), int(argv[1])
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s %(name)s[worker {index}]: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format, worker=index)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional on other platforms
