@@ -510,13 +510,14 @@ TABLES: dict[str, tuple[list[str], Any]] = {
         _dataplane_row,
     ),
     "services": (
-        ["MESH", "SERVICE", "VIP", "ENDPOINTS", "DATAPLANES"],
+        ["MESH", "SERVICE", "VIP", "ENDPOINTS", "DATAPLANES", "ENDPOINTS BY ZONE"],
         lambda i: [
             i["mesh"],
             i["name"],
             i["vip"] or "-",
             str(i["endpoints"]),
             str(i["dataplanes"]),
+            " ".join(f"{zone}={count}" for zone, count in (i.get("zones") or {}).items()) or "-",
         ],
     ),
     "zones": (

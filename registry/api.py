@@ -194,7 +194,11 @@ def render(stored: Stored) -> dict[str, Any]:
     }
 
 
-def render_service(mesh: str, service: ServiceSummary) -> dict[str, Any]:
+def render_service(
+    mesh: str, service: ServiceSummary, local_zone: str | None = None
+) -> dict[str, Any]:
+    """A service as `GET /meshes/{mesh}/services` lists it; ``zones`` are its endpoints by
+    zone, this control plane's own under its zone's name (standalone: "local")."""
     return {
         "type": "Service",
         "mesh": mesh,
@@ -203,6 +207,10 @@ def render_service(mesh: str, service: ServiceSummary) -> dict[str, Any]:
         "vip6": str(service.vip6) if service.vip6 else None,
         "endpoints": service.endpoints,
         "dataplanes": service.dataplanes,
+        "zones": {
+            (zone if zone is not None else local_zone or "local"): count
+            for zone, count in sorted(service.zones.items(), key=lambda item: item[0] or "")
+        },
     }
 
 
@@ -379,7 +387,9 @@ def create_app(
         request: Request, mesh: str, size: int = SizeQuery, offset: int = OffsetQuery
     ) -> dict:
         services = await store.list_services(mesh)
-        items = [render_service(mesh, service) for service in services[offset : offset + size]]
+        items = [
+            render_service(mesh, service, zone) for service in services[offset : offset + size]
+        ]
         return _listing(request, len(services), items, size, offset)
 
     @app.post("/apply")

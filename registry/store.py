@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
@@ -92,6 +92,8 @@ class ServiceSummary:
     vip6: IPv6Address | None
     endpoints: int  # ready inbounds of the service
     dataplanes: int
+    # Endpoints by the zone of their dataplane (None: this registry's own).
+    zones: Mapping[str | None, int] = field(default_factory=dict)
 
 
 class Transaction:
@@ -589,6 +591,7 @@ class Store:
         counts = (
             select(
                 InboundRow.service,
+                DataplaneRow.zone,
                 func.count(distinct(InboundRow.dataplane_id)),
                 # Endpoints: ready inbounds of dataplanes not offline (as DNS counts them).
                 func.sum(
@@ -599,21 +602,28 @@ class Store:
             .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
             .outerjoin(DataplaneInsightRow, DataplaneInsightRow.dataplane_id == DataplaneRow.id)
             .where(MeshRow.name == mesh)
-            .group_by(InboundRow.service)
+            .group_by(InboundRow.service, DataplaneRow.zone)
         )
         async with self.reading() as connection:
             rows = (await connection.execute(counts)).all()
             vips = await active_vips(connection, mesh)
+        # A dataplane is in one zone: the per-zone counts add up.
+        by_service: dict[str, tuple[int, dict[str | None, int]]] = {}
+        for service, zone, dataplanes, ready in rows:
+            total, zones = by_service.get(service, (0, {}))
+            zones[zone] = int(ready or 0)
+            by_service[service] = (total + int(dataplanes), zones)
         summaries = []
-        for service, dataplanes, ready in rows:
+        for service, (dataplanes, zones) in by_service.items():
             vip, vip6 = vips.get((mesh, service), (None, None))
             summaries.append(
                 ServiceSummary(
                     name=service,
                     vip=vip,
                     vip6=vip6,
-                    endpoints=int(ready or 0),
-                    dataplanes=int(dataplanes),
+                    endpoints=sum(zones.values()),
+                    dataplanes=dataplanes,
+                    zones=zones,
                 )
             )
         return sorted(summaries, key=lambda summary: summary.name)

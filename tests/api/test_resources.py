@@ -184,6 +184,7 @@ async def test_services_show_vip_and_endpoint_counts(client, mesh):
     assert web["name"] == "web"
     assert web["vip"].startswith("24") or web["vip"].startswith("25")
     assert (web["endpoints"], web["dataplanes"]) == (1, 2)
+    assert web["zones"] == {"local": 1}  # endpoints by zone: all of them this one's
 
 
 async def test_meshes_crud_and_cascade(client, mesh):

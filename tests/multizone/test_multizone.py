@@ -138,6 +138,16 @@ def test_backend_in_zone_a_is_reachable_from_zone_b_only_under_mtls_and_a_permis
     )
     assert names["zone-a.backend-1"]["kuma.io/zone"] == "zone-a"
     assert names["zone-b.web-1"]["kuma.io/zone"] == "zone-b"
+    # Global's services count endpoints by zone (`meshdns get services`); a zone's, its own.
+    services = httpx.get(global_cp.api + "/meshes/default/services").json()["items"]
+    assert {item["name"]: item["zones"] for item in services} == {
+        "backend": {"zone-a": 1},
+        "db": {"zone-b": 1},
+        "web": {"zone-b": 1},
+    }
+    listed = zone_a.cli("get", "services")
+    assert listed.returncode == 0, listed.stderr
+    assert "ENDPOINTS BY ZONE" in listed.stdout and "zone-a=1" in listed.stdout, listed.stdout
     # A zone never receives its own records back.
     assert [i["name"] for i in httpx.get(zone_a.api + "/zoneingresses").json()["items"]] == [
         "ingress-1"
