@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 
 import httpx
@@ -10,17 +11,25 @@ from tests.agent.conftest import FAST_LIVENESS, answers, dataplane, overview, wa
 from tests.helpers import dig
 
 
-def status_column(server, name: str) -> str | None:
-    """The STATUS cell of `meshdns get dataplanes` for `name` (None: not listed)."""
+def status_cells(server, name: str) -> list[str] | None:
+    """The cells of `meshdns get dataplanes` for `name`, from MESH to ADDRESS (None: not
+    listed)."""
     listed = server.cli("get", "dataplanes")
     assert listed.returncode == 0, listed.stderr
     header, *rows = listed.stdout.splitlines()
-    assert header.split()[:3] == ["MESH", "NAME", "STATUS"] and "LAST SEEN" in header
+    assert header.split()[:3] == ["MESH", "NAME", "STATUS"]
+    assert header.index("LAST CONNECTED") < header.index("LAST SEEN") < header.index("ORIGIN")
     for row in rows:
         cells = row.split()
         if cells[1] == name:
-            return cells[2]
+            return cells[:7]
     return None
+
+
+def status_column(server, name: str) -> str | None:
+    """The STATUS cell of `meshdns get dataplanes` for `name` (None: not listed)."""
+    cells = status_cells(server, name)
+    return None if cells is None else cells[2]
 
 
 def test_killed_agent_goes_offline_then_is_removed_and_sigterm_removes_at_once(
@@ -45,6 +54,11 @@ def test_killed_agent_goes_offline_then_is_removed_and_sigterm_removes_at_once(
         assert len(srv) == 1 and srv[0].startswith("0 1 8080 0a000002.addr.mesh")
         assert answers(port, "web.mesh") == vip  # the VIP stays
     assert status_column(server, "web-1") == "Offline"
+    # Acceptance 3 of issue 9: online/offline and last seen, for each dataplane.
+    for name, status in (("web-1", "Offline"), ("web-2", "Online")):
+        cells = status_cells(server, name)
+        assert cells is not None and cells[2] == status
+        assert re.fullmatch(r"\d+[smhd]", cells[4]), cells  # LAST SEEN: an age
     insight = overview(server, "web-1")
     assert insight is not None and insight["dataplaneInsight"]["online"] is False
     assert insight["dataplaneInsight"]["disconnectTime"] is not None
