@@ -157,6 +157,8 @@ def migrate(**given: Any) -> None:
     "global_database_url",
     "sync_batch",
     "sync_poll_interval",
+    "metrics_port",
+    "metrics_address",
     "log_level",
     "log_format",
 )

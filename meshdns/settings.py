@@ -260,6 +260,17 @@ class Settings:
             type=click.FloatRange(0.01),
         ),
     )
+    metrics_port: int | None = field(
+        default=None,
+        metadata=_option(
+            "`sync`: serve Prometheus metrics on this port (GET /metrics); off by default.",
+            type=click.IntRange(0, 65535),
+        ),
+    )
+    metrics_address: str = field(
+        default="127.0.0.1",
+        metadata=_option("`sync`: address the metrics port (--metrics-port) listens on."),
+    )
     log_level: str = field(
         default="info",
         metadata=_option(

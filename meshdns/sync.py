@@ -36,6 +36,13 @@ async def run_sync(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     log.info("sync of zone %r with global started", settings.zone)
+    metrics = None
+    lag_task = None
+    if settings.metrics_port is not None:
+        from meshdns.sync_metrics import measure_lag, serve_metrics
+
+        metrics = serve_metrics(worker, settings.metrics_address, settings.metrics_port)
+        lag_task = asyncio.create_task(measure_lag(worker), name="sync-lag")
     task = asyncio.create_task(worker.run(), name="sync")
     stopping = asyncio.create_task(stop.wait())
     try:
@@ -45,6 +52,12 @@ async def run_sync(settings: Settings) -> None:
     finally:
         task.cancel()
         stopping.cancel()
+        if lag_task is not None:
+            lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag_task
+        if metrics is not None:
+            metrics.shutdown()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await zone_engine.dispose()

@@ -127,6 +127,30 @@ class BatchReport:
         )
 
 
+PUSH = "zone->global"
+PULL = "global->zone"
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """What a worker has done since it started, for its metrics."""
+
+    changes: dict[str, int] = field(default_factory=lambda: {PUSH: 0, PULL: 0})
+    # Rows written, by (direction, what: dataplanes, meshes...).
+    rows: dict[tuple[str, str], int] = field(default_factory=dict)
+    batches: dict[str, int] = field(default_factory=lambda: {PUSH: 0, PULL: 0})
+    errors: int = 0  # rounds cut short by a lost database
+    caught_up_at: float | None = None  # monotonic: when both directions last were
+    lag: dict[str, int] | None = None  # the last measured (SyncWorker.lag)
+
+    def record(self, report: BatchReport) -> None:
+        self.changes[report.direction] = self.changes.get(report.direction, 0) + report.changes
+        self.batches[report.direction] = self.batches.get(report.direction, 0) + 1
+        for what, count in report.written.items():
+            key = (report.direction, what)
+            self.rows[key] = self.rows.get(key, 0) + count
+
+
 class SyncWorker:
     """Replicates zone `zone` both ways between its store and the global store."""
 
@@ -146,6 +170,21 @@ class SyncWorker:
         self._offer_due = True
         self._wake = asyncio.Event()
         self._last_contact = 0.0
+        self.stats = SyncStats()
+
+    async def lag(self) -> dict[str, int]:
+        """Revisions of each source not yet replicated, by direction: its newest revision
+        less the cursor in the target."""
+        async with self.zone_store.reading() as connection:
+            zone_head = await read_revision(connection)
+            pulled = await read_cursor(connection, GLOBAL_SOURCE)
+        async with self.global_store.reading() as connection:
+            global_head = await read_revision(connection)
+            pushed = await read_cursor(connection, zone_source(self.zone))
+        return {
+            PUSH: max(0, zone_head - pushed),
+            PULL: max(0, global_head - pulled),
+        }
 
     # -- zone -> global -----------------------------------------------------------------
 
@@ -163,9 +202,7 @@ class SyncWorker:
             if not changes and not offer:
                 return None
             state = await self._read_zone(connection, changes, offer)
-        report = BatchReport(
-            "zone->global", len(changes), changes[-1].revision if changes else cursor
-        )
+        report = BatchReport(PUSH, len(changes), changes[-1].revision if changes else cursor)
         try:
             async with self.global_store.writing() as transaction:
                 if await read_cursor(transaction.connection, source) != cursor:
@@ -173,7 +210,7 @@ class SyncWorker:
                 report.written = await self._write_global(transaction, state)
                 await write_cursor(transaction.connection, source, report.revision, transaction.now)
         except _CursorMoved:
-            return BatchReport("zone->global", 0, cursor)
+            return BatchReport(PUSH, 0, cursor)
         if offer:
             self._offer_due = False
         report.seconds = time.perf_counter() - started
@@ -292,7 +329,7 @@ class SyncWorker:
             if not changes:
                 return None
             state = await self._read_global(connection, changes)
-        report = BatchReport("global->zone", len(changes), changes[-1].revision)
+        report = BatchReport(PULL, len(changes), changes[-1].revision)
         try:
             async with self.zone_store.writing() as transaction:
                 if await read_cursor(transaction.connection, GLOBAL_SOURCE) != cursor:
@@ -302,7 +339,7 @@ class SyncWorker:
                     transaction.connection, GLOBAL_SOURCE, report.revision, transaction.now
                 )
         except _CursorMoved:
-            return BatchReport("global->zone", 0, cursor)
+            return BatchReport(PULL, 0, cursor)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -396,6 +433,7 @@ class SyncWorker:
             with self._progress(direction) as advance:
                 while (report := await step()) is not None:
                     reports.append(report)
+                    self.stats.record(report)
                     # A summary per batch; batches of changes not ours to copy, quietly.
                     level = logging.INFO if any(report.written.values()) else logging.DEBUG
                     log.log(level, "%s", report.line())
@@ -438,8 +476,10 @@ class SyncWorker:
                 self._wake.clear()
                 try:
                     await self.sync_once()
+                    self.stats.caught_up_at = time.monotonic()
                     await self._contact()
                 except DatabaseUnavailable as error:
+                    self.stats.errors += 1
                     log.warning("sync paused, retrying in %.1f s: %s", backoff, error)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
