@@ -8,14 +8,18 @@ lost on the way back.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import dig, require_tool
+from meshdns.sync_metrics import SyncCollector
+from registry.sync import SyncStats
+from tests.helpers import ROOT, dig, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -139,3 +143,17 @@ def test_metrics_after_dig_over_tcp_and_api_requests(start_meshdns):
     assert samples[("meshdns_feed_connected", ())] == 1
     info = [labels for name, labels in samples if name == "meshdns_build_info"]
     assert info and dict(info[0])["mode"] == "standalone"
+
+
+def test_the_dashboard_uses_only_metrics_meshdns_exports(start_meshdns):
+    server = start_meshdns("")
+    assert "SOA" in dig(server.dns_port, "mesh", "SOA")  # a series of DNS counts
+    exported = {name for name, _ in scrape(server.api)}
+    stats = SyncStats(lag={"zone->global": 0}, caught_up_at=0.0)
+    stats.rows[("zone->global", "dataplanes")] = 1
+    sync = SyncCollector(SimpleNamespace(zone="zone-a", stats=stats))  # type: ignore[arg-type]
+    exported |= {sample.name for family in sync.collect() for sample in family.samples}
+    dashboard = json.loads((ROOT / "examples" / "grafana-dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in expressions for name in re.findall(r"\bmeshdns_\w+", expr)}
+    assert used and used <= exported, used - exported
