@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import logging
 import os
 import ssl
 import sys
@@ -631,6 +630,13 @@ def dp() -> None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+    help="Log lines as text, or as one JSON object each.",
+)
 def dp_run(
     cp: str,
     dataplane_file: str,
@@ -640,13 +646,12 @@ def dp_run(
     token_file: str | None,
     ca_cert: str | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Register a dataplane, keep it alive and serve its mesh's DNS locally."""
     from meshdns.agent import AgentError, AgentSettings, run_agent
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level, log_format)
     settings = AgentSettings(
         cp,
         Path(dataplane_file),
