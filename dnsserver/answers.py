@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from dnsserver.counters import DnsCounters
+from dnsserver.counters import Cell
 
 _AA = 0x04
 # Longer queries (unusual: big EDNS options) are always answered in full.
@@ -47,12 +47,13 @@ Key = tuple[bytes, str, bool, bool]
 class _Entry:
     """The cached replies of one key: one, or a few rotations served in turn."""
 
-    __slots__ = ("replies", "rotated", "served")
+    __slots__ = ("cell", "replies", "rotated", "served")
 
-    def __init__(self, reply: bytes, rotated: bool) -> None:
+    def __init__(self, reply: bytes, rotated: bool, cell: Cell) -> None:
         self.replies = [reply]
         self.rotated = rotated
-        self.served = 0  # replies served from this entry (hits)
+        self.served = 0
+        self.cell = cell  # counts the replies served (dnsserver/counters.py)
 
 
 # The full path's reply (bytes, or what else it hands the transport) and whether its
@@ -75,16 +76,14 @@ class AnswerCache:
         self,
         max_entries: int,
         max_bytes: int,
-        counters: DnsCounters | None = None,
-        count: Callable[[object, bool], None] | None = None,
+        count: Callable[[object, bool], Cell | None],
     ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.size_bytes = 0
-        # Replies built by the full path because none was kept, each counted by `count`;
-        # those served from here are counted by their entries, folded into `counters`.
+        # Replies built by the full path because none was kept; `count` counts each and
+        # gives the cell that the entry then counts its hits in.
         self.misses = 0
-        self._counters = counters or DnsCounters()
         self._count = count
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
 
@@ -102,20 +101,6 @@ class AnswerCache:
         ):
             key, entry = self._entries.popitem(last=False)
             self.size_bytes -= sum(map(len, entry.replies)) + len(key[0]) + _ENTRY_OVERHEAD
-            self._counters.fold(entry.replies[0], key[3], entry.served)
-
-    def retire(self) -> None:
-        """Fold every entry's count into the counters: the cache is being replaced."""
-        fold = self._counters.fold
-        for key, entry in self._entries.items():
-            fold(entry.replies[0], key[3], entry.served)
-
-    def served(self) -> tuple[dict[tuple[bytes, int, bool], int], int]:
-        """The replies served by the entries now in the cache, by counter key; and all."""
-        counted = DnsCounters()
-        for key, entry in self._entries.items():
-            counted.fold(entry.replies[0], key[3], entry.served)
-        return counted.replies, counted.cache_hits
 
     def reply(
         self, data: bytes, key: Key, build: Callable[[bytes, Any, bool], Built], client: Any
@@ -129,12 +114,12 @@ class AnswerCache:
         if entry is None:
             self.misses += 1
             reply, rotated = build(data, client, key[3])
-            if self._count is not None:
-                self._count(reply, key[3])
-            if isinstance(reply, bytes) and reply[2] & _AA:
-                self._add(key, _Entry(reply, rotated))
+            cell = self._count(reply, key[3])
+            if cell is not None and isinstance(reply, bytes) and reply[2] & _AA:
+                self._add(key, _Entry(reply, rotated, cell))
             return reply
         self._entries.move_to_end(key)
+        entry.cell.count += 1
         replies = entry.replies
         if entry.rotated:
             # Add rotations up to ROTATIONS, then now and then replace one with a fresh
@@ -154,7 +139,6 @@ class AnswerCache:
                 return fresh
             cached = replies[served % len(replies)]
         else:
-            entry.served += 1
             cached = replies[0]
         return data[:2] + cached[2:]
 

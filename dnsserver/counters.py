@@ -1,13 +1,14 @@
 """What the DNS server counts: replies by question type, rcode and transport, and a
 sample of how long the handler took. Plain integers, read at scrape time.
 
-The hot path (a reply from the answer cache) pays for one integer increment on its
-cache entry; the entry's count joins the others by key when it leaves the cache or
-when someone reads the counts. Other replies are counted by a key taken from their
-bytes as they are (the question type's two bytes, the header's fourth byte, the
-transport), decoded only when read. Latencies are sampled: only
-queries whose transaction id's low six bits are zero (one in 64, for random or
-sequential ids) are timed, so the clock is read twice per 64 queries.
+Replies are counted by a key taken from their bytes as they are (the question type's
+two bytes, the header's fourth byte, the transport), decoded only when read. The hot
+path (a reply from the answer cache) pays for one integer increment: the cache entry
+holds the :class:`Cell` of its reply's key, found when the reply was built.
+
+Latencies are sampled: only queries whose transaction id's low six bits are zero (one
+in 64, for random or sequential ids) are timed, so the clock is read twice per 64
+queries.
 """
 
 from __future__ import annotations
@@ -64,41 +65,60 @@ class Replies:
     count: int
 
 
+class Cell:
+    """One count, shared by the cache entries whose replies have the same key."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class DnsCounters:
     """Reply counts and sampled handler latencies of one DNS handler.
 
-    Replies served from the answer cache are not counted here one by one: each cache
-    entry counts its own (``served``), and its count is added here (:meth:`fold`) when
-    the entry leaves the cache; a scrape adds the entries still in it.
+    A reply built in full is counted by :meth:`count`, which hands back the cell of its
+    key; an answer cache entry keeps that cell and counts each reply served from it
+    with one increment, so nothing has to be added up when entries leave the cache.
     """
 
     def __init__(self) -> None:
-        self.replies: dict[Key, int] = {}
-        self.cache_hits = 0  # of the entries folded in
+        self.cells: dict[Key, Cell] = {}
+        self.built = 0  # replies counted by count(): all but the cache's
         # Queries the handler chose not to answer (responses, unreadable headers).
         self.unanswered = {False: 0, True: 0}
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.latency_count = 0
 
-    def count(self, reply: bytes, tcp: bool, times: int = 1) -> None:
-        """Count ``times`` replies like ``reply``. Its question's name ends at the first
-        zero byte after the header in every reply we build (no compression there)."""
+    def count(self, reply: bytes, tcp: bool) -> Cell:
+        """Count a reply built in full; the cell that counts its kind. The question's
+        name ends at the first zero byte after the header in every reply we build (no
+        compression there)."""
         end = reply.find(b"\x00", 12)
-        self._add((reply[end + 1 : end + 3], reply[3], tcp), times)
+        key = (reply[end + 1 : end + 3], reply[3], tcp)
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self._new_cell(key)
+        cell.count += 1
+        self.built += 1
+        return cell
 
-    def fold(self, reply: bytes, tcp: bool, served: int) -> None:
-        """Count what a cache entry served, as it leaves the cache."""
-        if served:
-            self.count(reply, tcp, served)
-            self.cache_hits += served
-
-    def _add(self, key: Key, times: int) -> None:
+    def _new_cell(self, key: Key) -> Cell:
         qtype, flags, tcp = key
-        if key not in self.replies and len(self.replies) >= _MAX_KEYS:
-            if len(qtype) != 2 or int.from_bytes(qtype, "big") not in _KNOWN_TYPES:
-                key = (_OTHER, flags, tcp)
-        self.replies[key] = self.replies.get(key, 0) + times
+        if len(self.cells) >= _MAX_KEYS and (
+            len(qtype) != 2 or int.from_bytes(qtype, "big") not in _KNOWN_TYPES
+        ):
+            key = (_OTHER, flags, tcp)
+        return self.cells.setdefault(key, Cell())
+
+    def replies(self) -> dict[Key, int]:
+        """Every reply so far, by key."""
+        return {key: cell.count for key, cell in list(self.cells.items())}
+
+    def cache_hits(self) -> int:
+        """Replies served from the answer cache so far."""
+        return sum(cell.count for cell in list(self.cells.values())) - self.built
 
     def observe(self, seconds: float) -> None:
         self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1

@@ -16,7 +16,7 @@ from dnsserver import codec
 from dnsserver.answers import MAX_KEYED_QUERY, AnswerCache
 from dnsserver.codec import Header, Opcode, Query, Rcode, Response
 from dnsserver.config import ZoneConfig
-from dnsserver.counters import DnsCounters, Key
+from dnsserver.counters import Cell, DnsCounters, Key
 from dnsserver.errors import FormError
 from dnsserver.forward import Forward, Upstream
 from dnsserver.lookup import Answer, Result, lookup
@@ -116,32 +116,27 @@ class Handler:
     def counts(self) -> tuple[dict[Key, int], int, int]:
         """Since the start: replies by counter key (dnsserver/counters.py), replies served
         from the answer cache, and replies built in full (forwarded ones included)."""
-        live, hits = self._cache.served()
-        replies = dict(self.counters.replies)
-        for key, count in live.items():
-            replies[key] = replies.get(key, 0) + count
-        return replies, self.counters.cache_hits + hits, self._misses + self._cache.misses
+        counters = self.counters
+        return counters.replies(), counters.cache_hits(), self._misses + self._cache.misses
 
-    def _count(self, reply: object, tcp: bool) -> None:
-        """Count a reply built in full (the cache counts its own)."""
+    def _count(self, reply: object, tcp: bool) -> Cell | None:
+        """Count a reply built in full; the cell of its kind (for the cache's entry)."""
         if isinstance(reply, bytes):
-            self.counters.count(reply, tcp)
-        elif reply is None:
+            return self.counters.count(reply, tcp)
+        if reply is None:
             self.counters.unanswered[tcp] += 1
         elif isinstance(reply, Transfer):
             self.counters.count(reply.messages[0], tcp)
         # A Forward is counted when its reply is built (forwarded).
+        return None
 
     def _new_generation(self) -> None:
         # Everything remembered about answers belongs to one generation of the tables:
         # dropped with them, so nothing from an older snapshot is ever served.
         old = getattr(self, "_cache", None)
         if old is not None:
-            old.retire()
             self._misses += old.misses
-        self._cache = AnswerCache(
-            self._cache_entries, self._cache_bytes, self.counters, self._count
-        )
+        self._cache = AnswerCache(self._cache_entries, self._cache_bytes, self._count)
         self._clients: dict[object, _ClientView] = {}
 
     def update(self, snapshot: Snapshot, delta: Delta | None = None) -> None:
