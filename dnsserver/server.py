@@ -384,6 +384,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
                 reply = self._answer(data, host, False)
                 self._counters.observe(time.perf_counter() - started)
         except IndexError:  # under two bytes (_answer raises nothing): not even an id
+            self._counters.unanswered[False] += 1
             return
         if reply is None:
             return
