@@ -63,8 +63,6 @@ log = logging.getLogger("meshdns.sync")
 DISPLAY_NAME_TAG = "kuma.io/display-name"
 GLOBAL_SOURCE = "global"
 MAX_NAME = 253
-# Show a progress bar when a direction starts this many changes behind.
-PROGRESS_FROM = 5_000
 
 
 def zone_source(zone: str) -> str:
@@ -600,8 +598,3 @@ async def _offered_services(connection: AsyncConnection) -> tuple[AvailableServi
         )
         for mesh, service, count in rows
     )
-
-
-async def global_revision(store: Store) -> int:
-    async with store.reading() as connection:
-        return await read_revision(connection)
