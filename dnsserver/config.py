@@ -38,6 +38,12 @@ class ZoneConfig:
         IPv6Network("::1/128"),
     )
     recursion_for_dataplanes: bool = True
+    # Addresses that resolvers forward whole hosts' queries from: a query from one of
+    # them is never answered in the view of a dataplane registered there (the default
+    # mesh answers it), so no dataplane can take over what a node's resolver is told.
+    resolver_addresses: frozenset[IPv4Address | IPv6Address] = frozenset(
+        {IPv4Address("127.0.0.1"), IPv6Address("::1")}
+    )
     # Who may transfer the zone (AXFR, IXFR answered in full); nobody by default.
     allow_transfer: tuple[IPv4Network | IPv6Network, ...] = ()
     # Answered to `id.server.` / `hostname.bind.` CH TXT (as NSD and BIND do), to tell

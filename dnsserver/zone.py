@@ -270,12 +270,16 @@ class Zones:
     def client_zone(self, client: IPAddress) -> ClientZone:
         """The zone of the client's mesh (else of the default mesh), with the services
         of other zones that the client may reach (DESIGN, "Multi-zone")."""
-        mesh = self.client_meshes.get(client, self.config.default_mesh)
+        if client in self.config.resolver_addresses:
+            # A resolver forwarding a node's queries is no one dataplane (docs/dns.md).
+            mesh, services = self.config.default_mesh, _NO_SERVICES
+        else:
+            mesh = self.client_meshes.get(client, self.config.default_mesh)
+            services = self.client_services.get(client, _NO_SERVICES)
         view = self.mesh_views.get(mesh)
         if view is None or not view.mtls or not view.remote:
             # No cross-zone traffic in this mesh: every client sees the mesh's tables.
             return ClientZone(mesh, self.zone_of(self.meshes.get(mesh, self.empty)))
-        services = self.client_services.get(client, _NO_SERVICES)
         variant = self._by_client.get((mesh, services))
         if variant is None:
             variant = self._variant(mesh, view, services)

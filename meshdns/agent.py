@@ -25,15 +25,16 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import immutables
-import yaml
 
 from dnsserver.config import ZoneConfig
 from dnsserver.forward import Forwarder, UpstreamServer, system_upstreams
 from dnsserver.handler import Handler
 from dnsserver.server import DnsServer
+from registry.documents import DocumentError, load_yaml
 from registry.errors import InvalidResource
 from registry.schema import Dataplane, parse_resource
 from registry.snapshot import Delta, Endpoint, MeshView, ServiceView, Snapshot
@@ -120,8 +121,8 @@ def refusal(response: httpx.Response) -> str:
 def load_dataplane(path: Path) -> Dataplane:
     """The Dataplane in `path` (Kuma's Universal YAML or JSON)."""
     try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+        document = load_yaml(path.read_text())
+    except (OSError, DocumentError) as error:
         raise AgentError(f"cannot read the dataplane file {path}: {error}") from None
     if isinstance(document, dict):
         document.setdefault("type", "Dataplane")
@@ -204,8 +205,8 @@ class AgentClient:
         http: httpx.AsyncClient | None = None,
         wait: float = LONG_POLL_WAIT,
     ) -> None:
-        self.base = f"{cp.rstrip('/')}/meshes/{dataplane.mesh}"
-        self.path = f"{self.base}/dataplanes/{dataplane.name}"
+        self.base = f"{cp.rstrip('/')}/meshes/{quote(dataplane.mesh, safe='')}"
+        self.path = f"{self.base}/dataplanes/{quote(dataplane.name, safe='')}"
         self.body = dataplane.dump()
         self.on_records = on_records
         self.http = http or httpx.AsyncClient(timeout=10)

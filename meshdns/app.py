@@ -78,6 +78,9 @@ def zone_config(settings: Settings, process: int = 0) -> ZoneConfig:
             if item not in (RECURSION_DATAPLANES, RECURSION_NONE)
         ),
         recursion_for_dataplanes=RECURSION_DATAPLANES in split_list(settings.allow_recursion),
+        resolver_addresses=frozenset(
+            ip_address(item) for item in split_list(settings.resolver_address)
+        ),
         allow_transfer=tuple(
             ip_network(item, strict=False) for item in split_list(settings.allow_transfer)
         ),
@@ -146,7 +149,7 @@ async def serve(settings: Settings) -> None:
     await prepare_database(settings.database_url)
     engine = create_engine(settings.database_url)
     # A global control plane serves no dataplanes: its replicated records take no VIPs.
-    store = Store(engine, vip_settings(settings), allocate_vips=settings.mode != "global")
+    store = Store(engine, vip_settings(settings), mode=settings.mode)
     if settings.mode in ("standalone", "global") and await store.ensure_mesh(DEFAULT_MESH):
         log.info("created mesh %r", DEFAULT_MESH)
 
@@ -200,10 +203,10 @@ async def serve(settings: Settings) -> None:
         ready=readiness,
         on_change=written,
         version=__version__,
-        mode=settings.mode,
         zone=settings.zone,
         auth=Authenticator(engine, loopback_admin=settings.loopback_admin),
         known_services=known_services,
+        meshes_at=follower.view.meshes_at,
     )
     app.include_router(prometheus_sd_router(store, settings.zone))
     app.include_router(agent_router(store, liveness, feed, agent_config(settings), app.state.guard))

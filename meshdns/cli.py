@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import quote
 
 import click
 import httpx
@@ -21,8 +22,9 @@ import yaml
 from meshdns import __version__
 from meshdns.logs import configure_logging
 from meshdns.settings import DEFAULT_API, ENV_PREFIX, Settings, options
+from registry.documents import DocumentError, load_yaml_documents
 from registry.errors import InvalidResource, RegistryError
-from registry.schema import parse_resource
+from registry.schema import parse_resource, resource_name_problem
 
 R = TypeVar("R")
 
@@ -91,6 +93,7 @@ def _run(coroutine: Any) -> None:
     "endpoints_ttl",
     "negative_ttl",
     "allow_recursion",
+    "resolver_address",
     "upstream",
     "heartbeat_interval",
     "offline_after",
@@ -364,6 +367,16 @@ def api_options(command: Callable[..., R]) -> Callable[..., R]:
     return api_option(token_file_option(ca_cert_option(run)))
 
 
+def api_path(template: str, **names: str) -> str:
+    """`template` with each {name} filled in: refused unless it is a name a resource can
+    have, and percent-quoted, so no name can walk the API's paths (``..``, ``a/b``)."""
+    for key, value in names.items():
+        problem = resource_name_problem(value)
+        if problem is not None:
+            fail(f"{key} {value!r} is not a resource name: it {problem}")
+    return template.format(**{key: quote(value, safe="") for key, value in names.items()})
+
+
 def _request(api: ApiTarget, method: str, path: str, **kwargs: Any) -> Any:
     headers = {"Authorization": f"Bearer {api.token}"} if api.token else {}
     verify: ssl.SSLContext | bool = (
@@ -400,9 +413,9 @@ def _read_documents(source: str) -> list[Any]:
     except OSError as error:
         fail(f"cannot read {source}: {error.strerror}")
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as error:
-        fail(f"{source} is not valid YAML or JSON: {error}")
+        documents = load_yaml_documents(text)
+    except DocumentError as error:
+        fail(f"{source} is not valid YAML or JSON; nothing was applied: {error}")
     # A JSON array (or a YAML list) of resources counts as that many documents.
     flat: list[Any] = []
     for document in documents:
@@ -554,7 +567,10 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 @api_options
 def get(kind: str, mesh: str, output: str, api: ApiTarget) -> None:
     """List meshes, dataplanes, services or zones."""
-    path = {"meshes": "/meshes", "zones": "/zones"}.get(kind, f"/meshes/{mesh}/{kind}")
+    if kind in ("meshes", "zones"):
+        path = f"/{kind}"
+    else:
+        path = api_path("/meshes/{mesh}/", mesh=mesh) + kind
     if kind in ("dataplanes", "zones") and output == "table":
         path += "+insights"  # the table shows status, as `kumactl inspect dataplanes`
     items = _all_items(api, path)
@@ -574,7 +590,10 @@ def get(kind: str, mesh: str, output: str, api: ApiTarget) -> None:
 @api_options
 def delete(kind: str, name: str, mesh: str, api: ApiTarget) -> None:
     """Delete a mesh (with everything in it) or a dataplane."""
-    path = f"/meshes/{name}" if kind == "mesh" else f"/meshes/{mesh}/dataplanes/{name}"
+    if kind == "mesh":
+        path = api_path("/meshes/{name}", name=name)
+    else:
+        path = api_path("/meshes/{mesh}/dataplanes/{name}", mesh=mesh, name=name)
     _request(api, "DELETE", path)
     click.echo(f'deleted {kind.capitalize()} "{name}"')
 

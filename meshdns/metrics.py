@@ -130,6 +130,12 @@ class ServeCollector(Collector):
                 "seconds since the snapshot was last known to hold every committed change",
                 value=time.monotonic() - follower.current_at,
             )
+        yield CounterMetricFamily(
+            "meshdns_snapshot_unreadable_rows",
+            "stored rows left out of the snapshot because they could not be read (each "
+            "logged once)",
+            value=follower.unreadable_rows,
+        )
         yield GaugeMetricFamily(
             "meshdns_feed_connected",
             "1 while the change feed reads the database",

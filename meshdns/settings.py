@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any, TypeVar
 
 import click
@@ -114,6 +114,15 @@ class Settings:
             f"'{RECURSION_DATAPLANES}' for every registered dataplane, or "
             f"'{RECURSION_NONE}'. Repeat or comma-separate; replaces the default. "
             "Everyone else is REFUSED.",
+            multiple=True,
+        ),
+    )
+    resolver_address: tuple[str, ...] = field(
+        default=("127.0.0.1", "::1"),
+        metadata=_option(
+            "Addresses resolvers forward queries from (a node's resolver, on loopback): a "
+            "query from one is answered in --default-mesh, never in the view of a dataplane "
+            "registered there. Repeat or comma-separate; replaces the default.",
             multiple=True,
         ),
     )
@@ -305,6 +314,13 @@ class Settings:
                 raise click.BadParameter(
                     f"{item!r} is not a CIDR, {RECURSION_DATAPLANES!r} or {RECURSION_NONE!r}",
                     param_hint="--allow-recursion",
+                ) from None
+        for item in split_list(self.resolver_address):
+            try:
+                ip_address(item)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{item!r} is not an IP address", param_hint="--resolver-address"
                 ) from None
         for item in split_list(self.upstream):
             try:

@@ -12,6 +12,7 @@ from meshdns.settings import Settings
 from registry.database import create_engine
 from registry.store import Store
 from registry.sync import SyncSettings, SyncWorker
+from registry.write_rules import GLOBAL, ZONE
 
 log = logging.getLogger("meshdns.sync")
 
@@ -27,8 +28,8 @@ async def run_sync(settings: Settings) -> None:
     # Global holds no VIPs; the zone gives remote services theirs.
     worker = SyncWorker(
         settings.zone,
-        Store(zone_engine),
-        Store(global_engine, allocate_vips=False),
+        Store(zone_engine, mode=ZONE),
+        Store(global_engine, mode=GLOBAL),
         SyncSettings(batch=settings.sync_batch, poll_interval=settings.sync_poll_interval),
     )
     stop = asyncio.Event()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,6 +21,7 @@ from registry.auth import (
     Identity,
     Unauthenticated,
 )
+from registry.documents import DocumentError, load_json, load_yaml
 from registry.errors import (
     Cause,
     Conflict,
@@ -43,8 +42,11 @@ from registry.schema import (
     identity,
     parse_resource,
     parse_resources,
+    resource_name_problem,
 )
+from registry.snapshot import IPAddress
 from registry.store import Page, ServiceSummary, Store, Stored
+from registry.write_rules import check_write
 
 log = logging.getLogger("meshdns.api")
 
@@ -103,23 +105,18 @@ def _unexpected(_: Request, error: Exception) -> JSONResponse:
 
 
 async def read_document(request: Request) -> Any:
-    """Parse a request body as JSON or YAML (YAML also reads JSON)."""
+    """Parse a request body as JSON or YAML (YAML also reads JSON); a key given twice in
+    one mapping is an error, as kubectl makes it."""
     body = await request.body()
     if not body.strip():
         raise InvalidResource("Request body is empty", [Cause("(body)", "a resource is required")])
     try:
         if "json" in request.headers.get("content-type", ""):
-            return json.loads(body)
-        return yaml.safe_load(body)
-    except RecursionError:
+            return load_json(body)
+        return load_yaml(body)
+    except DocumentError as error:
         raise InvalidResource(
-            "Request body is nested too deeply",
-            [Cause("(body)", "nested deeper than a resource can be")],
-        ) from None
-    except (ValueError, yaml.YAMLError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InvalidResource(
-            "Request body is neither valid JSON nor YAML", [Cause("(body)", reason)]
+            "Request body is neither valid JSON nor YAML", [Cause("(body)", error.message)]
         ) from None
 
 
@@ -147,17 +144,6 @@ async def read_dataplane(request: Request, mesh: str, name: str) -> Dataplane:
     return resource
 
 
-# Where each resource type is written, by control plane mode (DESIGN, "Multi-zone"):
-# a zone gets meshes and permissions from global, global gets dataplanes, ingresses and
-# egresses from the zones, and zones exist only on global.
-_WRITTEN_ON: dict[str, tuple[str, str]] = {
-    "Mesh": ("standalone", "global"),
-    "TrafficPermission": ("standalone", "global"),
-    "Zone": ("global", "global"),
-    "Dataplane": ("standalone", "zone"),
-    "ZoneIngress": ("standalone", "zone"),
-    "ZoneEgress": ("standalone", "zone"),
-}
 # Kuma's collection paths of the resources kept whole: (type, mesh-scoped).
 _COLLECTIONS = {
     "traffic-permissions": ("TrafficPermission", True),
@@ -167,19 +153,6 @@ _COLLECTIONS = {
 }
 # A zone is online while its sync worker has been in touch this recently.
 ZONE_OFFLINE_AFTER = 30.0
-
-
-def check_writable(mode: str, kind: str) -> None:
-    """Refuse (405) a write of `kind` that this control plane's mode does not take."""
-    if mode in _WRITTEN_ON[kind]:
-        return
-    if kind == "Zone":
-        raise ReadOnly(f"Zone resources exist on a global control plane only; this is {mode}")
-    source = "the global control plane" if mode == "zone" else "the zone control planes"
-    raise ReadOnly(
-        f"{kind} resources are read-only on a {mode} control plane: they are replicated "
-        f"from {source}; write them there"
-    )
 
 
 def render(stored: Stored) -> dict[str, Any]:
@@ -236,15 +209,31 @@ def _tag_filter(tags: list[str]) -> dict[str, str]:
     return wanted
 
 
+# Path parameters that name resources: refused unless they are a name a resource can have.
+_NAME_PARAMS = ("mesh", "name")
+
+
 def _check_path_names(params: dict[str, Any]) -> None:
-    """Names in the path go to the database: one no resource can have is refused here
-    (a NUL, say, which Postgres cannot even hold in text)."""
-    for key, value in params.items():
-        if isinstance(value, str) and ("\x00" in value or len(value) > NAME_LENGTH):
+    """Names in the path must be names a resource can have: anything else (``..``, a NUL,
+    which Postgres cannot even hold in text, a 10 kB string) is refused with 400 before a
+    handler acts on it."""
+    for key in _NAME_PARAMS:
+        value = params.get(key)
+        if not isinstance(value, str):
+            continue
+        problem: str | None
+        if "\x00" in value or len(value) > NAME_LENGTH:
+            problem = f"no resource is named so (at most {NAME_LENGTH} characters, no NUL)"
+        else:
+            problem = resource_name_problem(value)
+        if problem is not None:
             raise InvalidResource(
-                "Request is not valid",
-                [Cause(key, f"no resource is named so (at most {NAME_LENGTH} characters, no NUL)")],
+                "Request is not valid", [Cause(key, f"{_shown_name(value)} {problem}")]
             )
+
+
+def _shown_name(value: str) -> str:
+    return repr(value) if len(value) <= 48 else f"{value[:40]!r}... ({len(value)} characters)"
 
 
 def caller(request: Request) -> Identity:
@@ -264,10 +253,10 @@ def create_app(
     ready: Callable[[], dict[str, Any]] | None = None,
     on_change: Callable[[], Awaitable[None]] | None = None,
     version: str = "0",
-    mode: str = "standalone",
     zone: str | None = None,
     auth: Authenticator | None = None,
     known_services: Callable[[DataplaneKey], frozenset[str] | None] | None = None,
+    meshes_at: Callable[[IPAddress], set[str]] | None = None,
 ) -> FastAPI:
     """The API application over `store`; `on_change` is awaited after every committed write
     (`serve` uses it to answer only once its own DNS has the write).
@@ -275,7 +264,8 @@ def create_app(
     `auth` None: every request is admin. The app's `state.guard` checks what a caller may
     do; routers added later (registry/agent_api.py) use it too.
     """
-    guard = Guard(store, mode=mode, zone=zone, known_services=known_services)
+    mode = store.mode  # what this control plane may write (registry/write_rules.py)
+    guard = Guard(store, mode=mode, zone=zone, known_services=known_services, meshes_at=meshes_at)
 
     async def authenticate(request: Request) -> None:
         # Runs before every route's own parameters: an unauthenticated request learns
@@ -338,14 +328,14 @@ def create_app(
         document = _fill_identity(await read_document(request), {"type": "Mesh", "name": mesh})
         resource = parse_resource(document)
         assert isinstance(resource, Mesh)
-        check_writable(mode, "Mesh")
+        check_write(mode, "Mesh")
         created = await store.put(resource)
         await changed()
         return JSONResponse({}, status_code=201 if created else 200)
 
     @app.delete("/meshes/{mesh}")
     async def delete_mesh(mesh: str) -> dict:
-        check_writable(mode, "Mesh")
+        check_write(mode, "Mesh")
         await store.delete_mesh(mesh)
         await changed()
         return {}
@@ -367,7 +357,7 @@ def create_app(
 
     @app.put("/meshes/{mesh}/dataplanes/{name}")
     async def put_dataplane(mesh: str, name: str, request: Request) -> JSONResponse:
-        check_writable(mode, "Dataplane")
+        check_write(mode, "Dataplane")
         dataplane = await read_dataplane(request, mesh, name)
         await guard.check_put(caller(request), dataplane)
         created = await store.put(dataplane)
@@ -376,7 +366,7 @@ def create_app(
 
     @app.delete("/meshes/{mesh}/dataplanes/{name}")
     async def delete_dataplane(mesh: str, name: str, request: Request) -> dict:
-        check_writable(mode, "Dataplane")
+        check_write(mode, "Dataplane")
         await guard.check_existing(caller(request), "Dataplane", mesh, name, "delete")
         await store.delete_dataplane(mesh, name)
         await changed()
@@ -402,11 +392,13 @@ def create_app(
                 "Request is not valid", [Cause("items", "a non-empty list of resources")]
             )
         resources = parse_resources(items)
+        for index, resource in enumerate(resources):
+            store.check_addresses(resource, where=f"items[{index}].")
         who = caller(request)
         for index, resource in enumerate(resources):
             await guard.check_put(who, resource, where=f"items[{index}]: ")
         for resource in resources:
-            check_writable(mode, resource.type)
+            check_write(mode, resource.type)
         created = await store.put_many(resources)
         await changed()
         return {
@@ -419,7 +411,7 @@ def create_app(
     async def put_resource(
         kind: str, mesh: str | None, name: str, request: Request
     ) -> JSONResponse:
-        check_writable(mode, kind)
+        check_write(mode, kind)
         expected = {"type": kind, "name": name} | ({"mesh": mesh} if mesh is not None else {})
         resource: Resource = parse_resource(_fill_identity(await read_document(request), expected))
         await guard.check_put(caller(request), resource)
@@ -428,7 +420,7 @@ def create_app(
         return JSONResponse({}, status_code=201 if created else 200)
 
     async def delete_resource(kind: str, mesh: str | None, name: str, request: Request) -> dict:
-        check_writable(mode, kind)
+        check_write(mode, kind)
         await guard.check_existing(caller(request), kind, mesh or "", name, "delete")
         await store.delete_resource(kind, mesh or "", name)
         await changed()

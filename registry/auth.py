@@ -43,7 +43,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from registry.database import WRITE_OPTION, map_errors
 from registry.errors import DatabaseUnavailable, NotFound, RegistryError
 from registry.models import SigningKeyRow, TokenRevocationRow
-from registry.schema import SERVICE_TAG, ZONE_TAG, Dataplane, Resource, ZoneEgress, ZoneIngress
+from registry.schema import (
+    SERVICE_TAG,
+    ZONE_TAG,
+    Dataplane,
+    Resource,
+    ZoneEgress,
+    ZoneIngress,
+    answered_addresses,
+)
+from registry.snapshot import IPAddress
 from registry.store import Store
 
 log = logging.getLogger("meshdns.auth")
@@ -463,11 +472,14 @@ class Guard:
         mode: str = "standalone",
         zone: str | None = None,
         known_services: Callable[[DataplaneKey], frozenset[str] | None] | None = None,
+        meshes_at: Callable[[IPAddress], set[str]] | None = None,
     ) -> None:
         self.store = store
         self.mode = mode
         self.zone = zone
         self._known_services = known_services or (lambda key: None)
+        # The meshes of the dataplanes at an address (the follower's view).
+        self._meshes_at = meshes_at or (lambda address: set())
 
     def check_route(
         self, identity: Identity, route: str, method: str, path: str, params: Mapping[str, Any]
@@ -559,7 +571,7 @@ class Guard:
             stored = await self._stored_services((resource.mesh, name), fast=False)
             if stored is not None and not stored <= identity.services:
                 return f'update dataplane "{name}": it serves {_quoted(stored - identity.services)}'
-            return None
+            return self._address_refusal(resource)
         if identity.kind == ZONE and isinstance(resource, ZoneIngress | ZoneEgress):
             if resource.zone not in (None, identity.zone):
                 return f'write {kind} "{name}" of zone "{resource.zone}"'
@@ -568,6 +580,24 @@ class Guard:
                 return f'update {kind} "{name}" of zone "{stored_zone}"'
             return None
         return f"write {kind} resources"
+
+    def _address_refusal(self, dataplane: Dataplane) -> str | None:
+        """A dataplane token may not register at an address where dataplanes of another
+        mesh are: the address would select neither mesh's DNS view any more, changing
+        what that mesh's clients are answered (docs/dns.md). Loopback addresses are a
+        host's own, shared by whatever runs there, and exempt."""
+        for field_name, text in answered_addresses(dataplane):
+            address = ip_address(text)
+            if address.is_loopback:
+                continue
+            others = self._meshes_at(address) - {dataplane.mesh}
+            if others:
+                noun = "mesh" if len(others) == 1 else "meshes"
+                return (
+                    f"register a dataplane at {text} ({field_name}): dataplanes of {noun} "
+                    f"{_quoted(others)} are there"
+                )
+        return None
 
     async def _stored_services(self, key: DataplaneKey, *, fast: bool) -> frozenset[str] | None:
         """The stored dataplane's services; None when there is no such dataplane."""

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from registry.models import ChangeRow, RegistryStateRow
 from registry.snapshot import TrafficRule
 from registry.snapshot_reader import (
+    UnreadableRow,
     Vip,
     read_dataplanes,
     read_egresses,
@@ -208,13 +209,16 @@ class FeedBatch:
     ingresses: dict[str, IngressState | None] = field(default_factory=dict)
     egresses: dict[str, EgressState | None] = field(default_factory=dict)
     permissions: dict[tuple[str, str], TrafficRule | None] = field(default_factory=dict)
+    # Rows left out because they could not be read (each taken as gone).
+    unreadable: tuple[UnreadableRow, ...] = ()
 
 
 async def read_all(connection: AsyncConnection) -> FeedBatch:
     """The whole registry in the caller's (repeatable-read) transaction."""
+    unreadable: list[UnreadableRow] = []
     revision = await read_revision(connection)
-    meshes = await read_meshes(connection)
-    dataplanes = await read_dataplanes(connection)
+    meshes = await read_meshes(connection, unreadable=unreadable)
+    dataplanes = await read_dataplanes(connection, unreadable=unreadable)
     vips = await read_vips(connection)
     return FeedBatch(
         revision,
@@ -222,9 +226,10 @@ async def read_all(connection: AsyncConnection) -> FeedBatch:
         dict(meshes),
         dict(dataplanes),
         dict(vips),
-        ingresses=dict(await read_ingresses(connection)),
-        egresses=dict(await read_egresses(connection)),
-        permissions=dict(await read_permissions(connection)),
+        ingresses=dict(await read_ingresses(connection, unreadable=unreadable)),
+        egresses=dict(await read_egresses(connection, unreadable=unreadable)),
+        permissions=dict(await read_permissions(connection, unreadable=unreadable)),
+        unreadable=tuple(unreadable),
     )
 
 
@@ -243,16 +248,19 @@ async def read_batch(
     dataplane_keys = {
         (change.mesh, change.name) for change in changes if change.kind == "Dataplane"
     }
-    meshes = await read_meshes(connection, mesh_names)
-    dataplanes = await read_dataplanes(connection, dataplane_keys)
+    unreadable: list[UnreadableRow] = []
+    meshes = await read_meshes(connection, mesh_names, unreadable)
+    dataplanes = await read_dataplanes(connection, dataplane_keys, unreadable)
     ingress_names = {change.name for change in changes if change.kind == "ZoneIngress"}
     egress_names = {change.name for change in changes if change.kind == "ZoneEgress"}
     permission_keys = {
         (change.mesh, change.name) for change in changes if change.kind == "TrafficPermission"
     }
-    ingresses = await read_ingresses(connection, ingress_names) if ingress_names else {}
-    egresses = await read_egresses(connection, egress_names) if egress_names else {}
-    rules = await read_permissions(connection, permission_keys) if permission_keys else {}
+    ingresses = await read_ingresses(connection, ingress_names, unreadable) if ingress_names else {}
+    egresses = await read_egresses(connection, egress_names, unreadable) if egress_names else {}
+    rules = (
+        await read_permissions(connection, permission_keys, unreadable) if permission_keys else {}
+    )
     services = old_services(dataplane_keys) | {
         (state.mesh, service) for state in dataplanes.values() for service in state.services
     }
@@ -267,4 +275,5 @@ async def read_batch(
         ingresses={name: ingresses.get(name) for name in ingress_names},
         egresses={name: egresses.get(name) for name in egress_names},
         permissions={key: rules.get(key) for key in permission_keys},
+        unreadable=tuple(unreadable),
     )

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from registry.errors import DatabaseUnavailable
 from registry.feed import FeedBatch, Listener
 from registry.snapshot import Delta, Snapshot
+from registry.snapshot_reader import UnreadableRow
 from registry.store import Store
 from registry.view import RegistryView
 
@@ -28,6 +29,7 @@ log = logging.getLogger("meshdns.feed")
 Publish = Callable[[Snapshot, Delta | None], None]
 
 MAX_BACKOFF = 5.0
+_MAX_REPORTED = 10_000  # distinct unreadable rows remembered, so each is logged once
 # How often to look for changes nobody told us about. On Postgres NOTIFY tells, so the
 # poll is only a fallback; SQLite has no notifications across processes, so there the
 # poll is how a second process on the same file learns of a write (a cheap indexed read).
@@ -55,6 +57,10 @@ class RegistryFollower:
         # When the snapshot was last known to hold everything committed (monotonic clock).
         self.current_at: float | None = None
         self.last_apply_seconds = 0.0  # time to apply the last batch, for benchmarks
+        # Stored rows left out of the snapshot because they could not be read: each is
+        # logged once and counted (meshdns_snapshot_unreadable_rows_total).
+        self.unreadable_rows = 0
+        self._reported: set[UnreadableRow] = set()
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()  # set, and replaced, whenever the cursor moves
         self._listener = (
@@ -111,6 +117,8 @@ class RegistryFollower:
 
     def _apply(self, batch: FeedBatch, *, full: bool) -> None:
         started = time.perf_counter()
+        for row in batch.unreadable:
+            self._report(row)
         delta = self.view.apply_batch(batch)
         if full or delta:
             self.publish(self.view.snapshot, None if full else delta)
@@ -118,6 +126,21 @@ class RegistryFollower:
         self.last_apply_seconds = time.perf_counter() - started
         self._progress.set()
         self._progress = asyncio.Event()
+
+    def _report(self, row: UnreadableRow) -> None:
+        if row in self._reported:
+            return
+        if len(self._reported) >= _MAX_REPORTED:
+            self._reported.clear()
+        self._reported.add(row)
+        self.unreadable_rows += 1
+        log.error(
+            "left %s %r out of the snapshot: its stored row cannot be read (%s); "
+            "the rest of the registry is served; fix or delete it",
+            row.kind,
+            row.key,
+            row.reason,
+        )
 
     async def run(self) -> None:
         """Follow the feed until cancelled."""

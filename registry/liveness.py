@@ -33,6 +33,7 @@ from registry.models import DataplaneInsightRow, DataplaneRow, InboundRow, MeshR
 from registry.schema import Dataplane
 from registry.store import Store, Transaction, _Unchanged
 from registry.vips import release_vips
+from registry.write_rules import check_write
 
 log = logging.getLogger("meshdns.liveness")
 
@@ -107,6 +108,7 @@ class Liveness:
 
     async def connect(self, dataplane: Dataplane) -> bool:
         """Register (create or update) an agent's dataplane and mark it online; True if new."""
+        check_write(self.store.mode, "Dataplane")
         async with self.store.writing() as transaction:
             connection, now = transaction.connection, transaction.now
             created = await self.store._put_dataplane(connection, dataplane, now)
@@ -138,6 +140,7 @@ class Liveness:
         Costs a dictionary write when the follower's view knows the dataplane online; the
         database is asked only about a dataplane the view does not know (yet).
         """
+        check_write(self.store.mode, "Dataplane")
         self.heartbeats += 1
         known = self._known(key)
         if known is None:
@@ -152,6 +155,7 @@ class Liveness:
 
         True when the dataplane was deleted.
         """
+        check_write(self.store.mode, "Dataplane")
         self._beats.pop(key, None)
         async with self.store.writing() as transaction:
             connection = transaction.connection

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -63,22 +63,66 @@ def _registering(info: ValidationInfo) -> bool:
     return isinstance(info.context, dict) and info.context.get("registration") is True
 
 
-def _resource_name(value: str) -> str:
+def resource_name_problem(value: str) -> str | None:
+    """Why `value` cannot be a resource's name; None if it can."""
     if len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"must be at most {MAX_NAME_LENGTH} characters")
+        return f"must be at most {MAX_NAME_LENGTH} characters"
     if not _NAME.match(value):
-        raise ValueError(
+        return (
             "must consist of lower case letters, digits, '-', '.' or '_', "
             "and start and end with a letter or digit"
         )
+    return None
+
+
+def _resource_name(value: str) -> str:
+    problem = resource_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
-def _ip(value: str) -> str:
+def _ip(value: str, info: ValidationInfo) -> str:
     try:
-        return str(ip_address(value))
+        address = ip_address(value)
     except ValueError:
         raise ValueError(f"{_shown(value)} is not a valid IPv4 or IPv6 address") from None
+    if _registering(info) and isinstance(address, IPv6Address) and address.scope_id is not None:
+        raise ValueError(
+            f"{_shown(value)} is a scoped IPv6 address: its %zone names a link of one host, "
+            "which other hosts cannot use; give the address without it"
+        )
+    return str(address)
+
+
+# Class E (240.0.0.0/4): reserved, never a host's; meshdns's virtual IPs come from it.
+_RESERVED_V4 = IPv4Network("240.0.0.0/4")
+
+
+def workload_address_problem(address: IPv4Address | IPv6Address) -> str | None:
+    """Why ``address`` cannot be where a workload is reached; None if it can be.
+
+    Loopback is allowed: single-machine set-ups register their workloads there.
+    """
+    if address.is_unspecified:
+        return "is the unspecified address, which names no host"
+    if address.is_multicast:
+        return "is a multicast address, which names a group, not one workload"
+    if isinstance(address, IPv4Address) and address in _RESERVED_V4:
+        what = "the broadcast address" if address.packed == b"\xff" * 4 else "reserved"
+        return f"is {what} (240.0.0.0/4 holds no hosts; meshdns takes its virtual IPs there)"
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return f"is an IPv4-mapped IPv6 address; give the IPv4 address {address.ipv4_mapped}"
+    return None
+
+
+def _workload_ip(value: str, info: ValidationInfo) -> str:
+    normal = _ip(value, info)
+    if _registering(info):
+        problem = workload_address_problem(ip_address(normal))
+        if problem is not None:
+            raise ValueError(f"{_shown(value)} {problem}")
+    return normal
 
 
 def _at_most(limit: int, what: str) -> BeforeValidator:
@@ -190,6 +234,9 @@ def _service_makes_dns_name(tags: dict[str, str], info: ValidationInfo) -> dict[
 
 ResourceName = Annotated[str, AfterValidator(_resource_name)]
 IPString = Annotated[str, AfterValidator(_ip)]
+# An address a workload is reached at (answered in DNS): no unspecified, multicast,
+# broadcast, class E (virtual IP) or IPv4-mapped address.
+WorkloadIP = Annotated[str, AfterValidator(_workload_ip)]
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 Tags = Annotated[dict[str, str], _at_most(MAX_TAGS, "tags"), AfterValidator(_tags)]
 Text = Annotated[str, AfterValidator(_text)]
@@ -212,7 +259,7 @@ class Inbound(_Model):
     port: Port
     service_port: Port | None = Field(None, alias="servicePort")
     service_address: IPString | None = Field(None, alias="serviceAddress")
-    address: IPString | None = None
+    address: WorkloadIP | None = None
     name: Text | None = None
     tags: Tags
     health: Health | None = None
@@ -255,8 +302,8 @@ class Gateway(_Model):
 
 
 class Networking(_Model):
-    address: IPString
-    advertised_address: IPString | None = Field(None, alias="advertisedAddress")
+    address: WorkloadIP
+    advertised_address: WorkloadIP | None = Field(None, alias="advertisedAddress")
     inbound: Annotated[tuple[Inbound, ...], _at_most(MAX_INBOUNDS, "inbounds")] = ()
     outbound: Annotated[tuple[Outbound, ...], _at_most(MAX_OUTBOUNDS, "outbounds")] = ()
     gateway: Gateway | None = None
@@ -328,9 +375,9 @@ class Mesh(_Resource):
 
 
 class ZoneIngressNetworking(_Model):
-    address: IPString
+    address: WorkloadIP
     port: Port
-    advertised_address: IPString | None = Field(None, alias="advertisedAddress")
+    advertised_address: WorkloadIP | None = Field(None, alias="advertisedAddress")
     advertised_port: Port | None = Field(None, alias="advertisedPort")
     admin: dict[str, Any] | None = None
 
@@ -377,7 +424,7 @@ class ZoneIngress(_Resource):
 
 
 class ZoneEgressNetworking(_Model):
-    address: IPString
+    address: WorkloadIP
     port: Port
     admin: dict[str, Any] | None = None
 
@@ -493,6 +540,25 @@ def parse_resource(document: Any, *, budget: DocumentBudget | None = None) -> Re
         return model.model_validate(document, context=_REGISTRATION)
     except ValidationError as error:
         raise InvalidResource(f"{kind} is not valid", _causes(error)) from None
+
+
+def answered_addresses(resource: Resource) -> list[tuple[str, str]]:
+    """The addresses DNS answers for `resource`, each with its field: (field, address)."""
+    found: list[tuple[str, str]] = []
+    networking = getattr(resource, "networking", None)
+    if isinstance(networking, Networking):
+        found.append(("networking.address", networking.address))
+        if networking.advertised_address:
+            found.append(("networking.advertisedAddress", networking.advertised_address))
+        for index, inbound in enumerate(networking.inbound):
+            if inbound.address:
+                found.append((f"networking.inbound[{index}].address", inbound.address))
+    elif isinstance(networking, ZoneIngressNetworking | ZoneEgressNetworking):
+        found.append(("networking.address", networking.address))
+        advertised = getattr(networking, "advertised_address", None)
+        if advertised:
+            found.append(("networking.advertisedAddress", advertised))
+    return found
 
 
 def identity(resource: Resource) -> dict[str, str]:

@@ -2,11 +2,17 @@
 
 What is read here is only what a snapshot needs (addresses, ports, readiness, VIPs), from
 the normalised columns: no resource JSON is parsed on this path.
+
+The reader does not trust that every writer validated: a row it cannot read (an address
+with an IPv6 scope stored by an older meshdns, say) is left out as if it were gone and
+reported in ``unreadable``; the rest of the registry keeps flowing. It is never taken for
+a lost database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any, TypeVar
@@ -33,6 +39,18 @@ from registry.view import DataplaneState, EgressState, InboundState, IngressStat
 Vip = tuple[IPv4Address | None, IPv6Address | None]
 K = TypeVar("K")
 
+
+@dataclass(frozen=True, slots=True)
+class UnreadableRow:
+    """A stored row the reader left out: its kind, its key and why."""
+
+    kind: str
+    key: str
+    reason: str
+
+
+Unreadable = list[UnreadableRow]
+
 # Keys per IN list: well under every database's limit on bound parameters.
 _CHUNK = 500
 
@@ -47,7 +65,9 @@ async def read_revision(connection: AsyncConnection) -> int:
 
 
 async def read_meshes(
-    connection: AsyncConnection, names: Collection[str] | None = None
+    connection: AsyncConnection,
+    names: Collection[str] | None = None,
+    unreadable: Unreadable | None = None,
 ) -> dict[str, bool]:
     """Whether each mesh has mTLS on, by name; all meshes, or those of `names` that exist."""
     from registry.schema import Mesh
@@ -56,12 +76,23 @@ async def read_meshes(
     found: dict[str, bool] = {}
     for where in _in(MeshRow.name, names):
         for name, spec in await connection.execute(query.where(*where)):
-            found[name] = Mesh.model_validate(spec).mtls_enabled
+            try:
+                found[name] = Mesh.model_validate(spec).mtls_enabled
+            except ValueError as error:
+                _report(unreadable, "Mesh", name, error)
     return found
 
 
+def _report(unreadable: Unreadable | None, kind: str, key: str, error: Exception) -> None:
+    if unreadable is not None:
+        reason = str(error).replace("\n", " ")
+        unreadable.append(UnreadableRow(kind, key, reason[:300]))
+
+
 async def read_dataplanes(
-    connection: AsyncConnection, keys: Collection[tuple[str, str]] | None = None
+    connection: AsyncConnection,
+    keys: Collection[tuple[str, str]] | None = None,
+    unreadable: Unreadable | None = None,
 ) -> dict[tuple[str, str], DataplaneState]:
     """Dataplanes by (mesh, name): all of them, or those of `keys` that exist."""
     query = (
@@ -85,11 +116,18 @@ async def read_dataplanes(
     for where in _in(tuple_(MeshRow.name, DataplaneRow.name), keys):
         for row in await connection.execute(query.where(*where)):
             rows.setdefault((row[0], row[1]), []).append(row)
-    return {key: _dataplane(key, found) for key, found in rows.items()}
+    states: dict[tuple[str, str], DataplaneState] = {}
+    for key, found in rows.items():
+        try:
+            states[key] = _dataplane(key, found)
+        except ValueError as error:
+            _report(unreadable, "Dataplane", f"{key[0]}/{key[1]}", error)
+    return states
 
 
 def parse_address(text: str) -> IPAddress:
-    """An address as stored (validated and normalised on the way in).
+    """An address as stored (validated and normalised on the way in); ValueError if it is
+    none that DNS can answer (an IPv6 address with a %scope, say).
 
     inet_pton is C: several times faster than ipaddress's own parser, which dominated
     reading a large registry.
@@ -97,7 +135,11 @@ def parse_address(text: str) -> IPAddress:
     try:
         return IPv4Address(inet_pton(AF_INET, text))
     except OSError:
+        pass
+    try:
         return IPv6Address(inet_pton(AF_INET6, text))
+    except OSError:
+        raise ValueError(f"address {text[:60]!r} is not an IPv4 or IPv6 address") from None
 
 
 def _dataplane(key: tuple[str, str], rows: list[Any]) -> DataplaneState:
@@ -165,7 +207,9 @@ def _in(column: Any, keys: Collection[K] | None) -> Iterator[tuple[ColumnElement
 
 
 async def read_ingresses(
-    connection: AsyncConnection, names: Collection[str] | None = None
+    connection: AsyncConnection,
+    names: Collection[str] | None = None,
+    unreadable: Unreadable | None = None,
 ) -> dict[str, IngressState]:
     """Zone ingresses by name, with the services they offer: all, or those of `names`."""
     from registry.schema import ZoneIngress
@@ -186,20 +230,25 @@ async def read_ingresses(
             for ingress_id, mesh, service in services:
                 offered.setdefault(ingress_id, set()).add((mesh, service))
         for row_id, (name, spec) in by_id.items():
-            ingress = ZoneIngress.model_validate(spec)
-            address, port = ingress.networking.public
-            found[name] = IngressState(
-                name=name,
-                zone=ingress.zone,
-                address=parse_address(address),
-                port=port,
-                services=frozenset(offered.get(row_id, ())),
-            )
+            try:
+                ingress = ZoneIngress.model_validate(spec)
+                address, port = ingress.networking.public
+                found[name] = IngressState(
+                    name=name,
+                    zone=ingress.zone,
+                    address=parse_address(address),
+                    port=port,
+                    services=frozenset(offered.get(row_id, ())),
+                )
+            except ValueError as error:
+                _report(unreadable, "ZoneIngress", name, error)
     return found
 
 
 async def read_egresses(
-    connection: AsyncConnection, names: Collection[str] | None = None
+    connection: AsyncConnection,
+    names: Collection[str] | None = None,
+    unreadable: Unreadable | None = None,
 ) -> dict[str, EgressState]:
     from registry.schema import ZoneEgress
 
@@ -208,18 +257,23 @@ async def read_egresses(
         for name, spec in await connection.execute(
             select(ZoneEgressRow.name, ZoneEgressRow.spec).where(*where)
         ):
-            egress = ZoneEgress.model_validate(spec)
-            found[name] = EgressState(
-                name=name,
-                zone=egress.zone,
-                address=parse_address(egress.networking.address),
-                port=egress.networking.port,
-            )
+            try:
+                egress = ZoneEgress.model_validate(spec)
+                found[name] = EgressState(
+                    name=name,
+                    zone=egress.zone,
+                    address=parse_address(egress.networking.address),
+                    port=egress.networking.port,
+                )
+            except ValueError as error:
+                _report(unreadable, "ZoneEgress", name, error)
     return found
 
 
 async def read_permissions(
-    connection: AsyncConnection, keys: Collection[tuple[str, str]] | None = None
+    connection: AsyncConnection,
+    keys: Collection[tuple[str, str]] | None = None,
+    unreadable: Unreadable | None = None,
 ) -> dict[tuple[str, str], TrafficRule]:
     """Traffic permissions by (mesh, name), as rules on kuma.io/service."""
     from registry.schema import TrafficPermission
@@ -230,7 +284,11 @@ async def read_permissions(
     found: dict[tuple[str, str], TrafficRule] = {}
     for where in _in(tuple_(MeshRow.name, TrafficPermissionRow.name), keys):
         for mesh, name, spec in await connection.execute(query.where(*where)):
-            permission = TrafficPermission.model_validate(spec)
+            try:
+                permission = TrafficPermission.model_validate(spec)
+            except ValueError as error:
+                _report(unreadable, "TrafficPermission", f"{mesh}/{name}", error)
+                continue
             found[(mesh, name)] = TrafficRule(
                 sources=frozenset(source.service for source in permission.sources),
                 destinations=frozenset(target.service for target in permission.destinations),

@@ -27,7 +27,7 @@ from sqlalchemy.orm import aliased
 from registry import bulk
 from registry.bulk import Replica
 from registry.database import WRITE_OPTION, map_errors, schema_missing
-from registry.errors import NotFound, RegistryError
+from registry.errors import Cause, InvalidResource, NotFound, RegistryError
 from registry.feed import (
     FEED_BATCH,
     FeedBatch,
@@ -59,11 +59,13 @@ from registry.schema import (
     Zone,
     ZoneEgress,
     ZoneIngress,
+    answered_addresses,
 )
 from registry.snapshot import Snapshot
 from registry.snapshot_reader import active_vips, read_revision
 from registry.view import RegistryView
-from registry.vips import VipSettings, allocate_vip, release_vips
+from registry.vips import VipSettings, allocate_vip, release_vips, vip_range_causes
+from registry.write_rules import GLOBAL, MODES, STANDALONE, Origin, check_write
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,14 +99,28 @@ class ServiceSummary:
 
 
 class Transaction:
-    """An open write transaction and the changes it made, for the change feed."""
+    """An open write transaction and the changes it made, for the change feed.
 
-    def __init__(self, connection: AsyncConnection, now: datetime) -> None:
+    Every change is checked against the control plane's write rules as it is recorded
+    (registry/write_rules.py): a write its mode does not take rolls the whole
+    transaction back with a 405, whichever path made it.
+    """
+
+    def __init__(
+        self,
+        connection: AsyncConnection,
+        now: datetime,
+        mode: str = STANDALONE,
+        origin: Origin = Origin.LOCAL,
+    ) -> None:
         self.connection = connection
         self.now = now
+        self.mode = mode
+        self.origin = origin
         self.changes: list[PendingChange] = []
 
     def record(self, kind: str, mesh: str, name: str, *, deleted: bool = False) -> None:
+        check_write(self.mode, kind, self.origin)
         self.changes.append(PendingChange(kind, mesh, name, deleted))
 
 
@@ -142,16 +158,25 @@ def feed_mesh(resource: Resource) -> str:
 class Store:
     """Reads and writes the registry; every write is one transaction.
 
-    `allocate_vips` False (a global control plane, which serves no dataplanes) keeps
-    dataplanes and ingresses from taking VIPs.
+    `mode` is the control plane's (standalone, zone or global): what it may write.
+    A global control plane serves no dataplanes: there dataplanes and ingresses take no
+    VIPs (`allocate_vips` says otherwise where given).
     """
 
     def __init__(
-        self, engine: AsyncEngine, vips: VipSettings | None = None, *, allocate_vips: bool = True
+        self,
+        engine: AsyncEngine,
+        vips: VipSettings | None = None,
+        *,
+        mode: str = STANDALONE,
+        allocate_vips: bool | None = None,
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
         self.engine = engine
         self.vips = vips or VipSettings()
-        self.allocate_vips = allocate_vips
+        self.mode = mode
+        self.allocate_vips = mode != GLOBAL if allocate_vips is None else allocate_vips
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
 
     # -- transactions -------------------------------------------------------------------
@@ -168,8 +193,11 @@ class Store:
                     yield connection
 
     @asynccontextmanager
-    async def writing(self) -> AsyncIterator[Transaction]:
-        """A write transaction; the changes it records enter the change feed at commit."""
+    async def writing(self, origin: Origin = Origin.LOCAL) -> AsyncIterator[Transaction]:
+        """A write transaction; the changes it records enter the change feed at commit.
+
+        `origin` says who writes: the sync worker's replication takes other resources than
+        this control plane's own callers (registry/write_rules.py)."""
         with map_errors(self.engine.url):
             async with self._writer.begin() as connection:
                 # First statement of every write: on Postgres it takes the registry_state
@@ -186,7 +214,7 @@ class Store:
                 )
                 if first_revision is None:
                     raise schema_missing(self.engine.url)
-                transaction = Transaction(connection, _now())
+                transaction = Transaction(connection, _now(), self.mode, origin)
                 yield transaction
                 await record_changes(
                     connection, first_revision, transaction.changes, transaction.now
@@ -249,7 +277,7 @@ class Store:
                 )
         if result.rowcount:
             return
-        async with self.writing() as transaction:
+        async with self.writing(Origin.REPLICATION) as transaction:
             exists_now = await transaction.connection.scalar(
                 select(ZoneRow.id).where(ZoneRow.name == name)
             )
@@ -267,6 +295,16 @@ class Store:
             return await self._delete_dataplane(transaction, mesh, name)
         return await self._delete_other(transaction, kind, mesh, name)
 
+    def check_addresses(self, resource: Resource, where: str = "") -> None:
+        """Refuse (400) a resource answered at an address inside this registry's VIP ranges
+        (the schema refuses the default range, class E; these may be configured elsewhere)."""
+        causes = vip_range_causes(self.vips, answered_addresses(resource))
+        if causes:
+            raise InvalidResource(
+                f"{resource.type} is not valid",
+                [Cause(f"{where}{cause.field}", cause.message) for cause in causes],
+            )
+
     async def _mesh_id(self, connection: AsyncConnection, mesh: str, what: str) -> int:
         mesh_id = await connection.scalar(select(MeshRow.id).where(MeshRow.name == mesh))
         if mesh_id is None:
@@ -277,6 +315,7 @@ class Store:
         self, connection: AsyncConnection, resource: OtherResource, now: datetime
     ) -> bool:
         """Create or replace a resource kept whole as JSON (ingress, egress, permission, zone)."""
+        self.check_addresses(resource)
         table = _TABLES[resource.type]
         where = [table.name == resource.name]
         values: dict[str, Any] = {"spec": resource.dump(), "modified_at": now}
@@ -355,6 +394,7 @@ class Store:
     async def _put_dataplane(
         self, connection: AsyncConnection, dataplane: Dataplane, now: datetime
     ) -> bool:
+        self.check_addresses(dataplane)
         mesh_id = await connection.scalar(select(MeshRow.id).where(MeshRow.name == dataplane.mesh))
         if mesh_id is None:
             raise NotFound(

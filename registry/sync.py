@@ -57,6 +57,7 @@ from registry.schema import (
 )
 from registry.snapshot_reader import read_revision
 from registry.store import Store, Transaction
+from registry.write_rules import Origin
 
 log = logging.getLogger("meshdns.sync")
 
@@ -202,7 +203,7 @@ class SyncWorker:
             state = await self._read_zone(connection, changes, offer)
         report = BatchReport(PUSH, len(changes), changes[-1].revision if changes else cursor)
         try:
-            async with self.global_store.writing() as transaction:
+            async with self.global_store.writing(Origin.REPLICATION) as transaction:
                 if await read_cursor(transaction.connection, source) != cursor:
                     raise _CursorMoved
                 report.written = await self._write_global(transaction, state)
@@ -329,7 +330,7 @@ class SyncWorker:
             state = await self._read_global(connection, changes)
         report = BatchReport(PULL, len(changes), changes[-1].revision)
         try:
-            async with self.zone_store.writing() as transaction:
+            async with self.zone_store.writing(Origin.REPLICATION) as transaction:
                 if await read_cursor(transaction.connection, GLOBAL_SOURCE) != cursor:
                     raise _CursorMoved
                 report.written = await self._write_zone(transaction, state)

@@ -278,6 +278,10 @@ class RegistryView:
         """Every dataplane now (a copy: the view changes as the feed is applied)."""
         return list(self._dataplanes.values())
 
+    def meshes_at(self, address: IPAddress) -> set[str]:
+        """The meshes of the dataplanes at `address`."""
+        return {mesh for mesh, _ in self._owners.get(address, ())}
+
     def dataplanes_of(self, mesh: str) -> set[DataplaneKey]:
         return {key for key in self._dataplanes if key[0] == mesh}
 
@@ -361,9 +365,10 @@ class RegistryView:
 
     def _build_clients(self) -> bool:
         """All of the client map at once: a cold load touches every address anyway."""
-        # The first mesh by name, so an address in two meshes always maps the same way.
         self._clients = immutables.Map(
-            (address, min(owners)[0]) for address, owners in self._owners.items()
+            (address, mesh)
+            for address, owners in self._owners.items()
+            if (mesh := _only_mesh(owners)) is not None
         )
         self._client_services = immutables.Map(
             (address, self._services_at(address, mesh)) for address, mesh in self._clients.items()
@@ -384,9 +389,7 @@ class RegistryView:
         client_services = self._client_services.mutate()
         changed = False
         for address in addresses:
-            owners = self._owners.get(address)
-            # The first mesh by name, so an address in two meshes always maps the same way.
-            mesh = min(owners)[0] if owners else None
+            mesh = _only_mesh(self._owners.get(address))
             services = self._services_at(address, mesh) if mesh is not None else None
             if clients.get(address) == mesh and client_services.get(address) == services:
                 continue
@@ -421,3 +424,16 @@ class RegistryView:
                 )
         self._mesh_views = views.finish()
         return self._mesh_views
+
+
+def _only_mesh(owners: set[DataplaneKey] | None) -> str | None:
+    """The mesh of the dataplanes at an address, when they are all of one mesh.
+
+    An address held by dataplanes of two meshes selects neither: its clients get the
+    default mesh, so a dataplane of one mesh cannot take over another mesh's view by
+    registering at its address (docs/dns.md, "Which mesh a client sees").
+    """
+    if not owners:
+        return None
+    meshes = {mesh for mesh, _ in owners}
+    return next(iter(meshes)) if len(meshes) == 1 else None

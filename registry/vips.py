@@ -10,10 +10,10 @@ plus one, then a never-used gap, then the longest-expired quarantined address.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Any
 
 from sqlalchemy import exists, func, insert, select, update
@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from registry.errors import Conflict, VipPoolExhausted
+from registry.errors import Cause, Conflict, VipPoolExhausted
 from registry.models import DataplaneRow, InboundRow, IngressServiceRow, MeshRow, VipRow
 
 # Each retry follows another allocator's commit, so this bounds contention, not work.
@@ -43,6 +43,24 @@ class Vip:
     service: str
     address: IPv4Address
     address6: IPv6Address | None = None
+
+
+def vip_range_causes(settings: VipSettings, addresses: Iterable[tuple[str, str]]) -> list[Cause]:
+    """A cause for each (field, address) inside this registry's VIP ranges: an address
+    there would answer as a workload and as a service at once (PTR included)."""
+    causes = []
+    for field_name, text in addresses:
+        address = ip_address(text)
+        network = settings.cidr if address.version == 4 else settings.cidr6
+        if network is not None and address in network:
+            causes.append(
+                Cause(
+                    field_name,
+                    f"{text!r} is inside the virtual IP range {network} (--vip-cidr"
+                    f"{'' if address.version == 4 else '6'}): no workload can be there",
+                )
+            )
+    return causes
 
 
 class _LostRace(Exception):

@@ -59,6 +59,9 @@ class Api:
     def __init__(self, store: Store, **options: Any) -> None:
         self.store = store
         loopback_admin = options.pop("loopback_admin", True)
+        if "mode" in options:
+            store = Store(store.engine, store.vips, mode=options.pop("mode"))
+            self.store = store
         self.auth = Authenticator(store.engine, loopback_admin=loopback_admin)
         self.app = create_app(store, auth=self.auth, **options)
         liveness = Liveness(store)

@@ -54,3 +54,35 @@ def test_update_swaps_the_whole_view():
     assert ask(handler, "mesh.", "SOA").answer[0][0].serial == 2
     handler.update(snapshot(mesh("default"), revision=3))
     assert rcode(ask(handler, "web.mesh.")) == "NXDOMAIN"
+
+
+@pytest.mark.parametrize("resolver", ["127.0.0.1", "::1"])
+def test_a_dataplane_at_a_resolvers_address_does_not_change_its_view(resolver):
+    """A node's resolver forwards every workload's queries from loopback: a dataplane of
+    another mesh registered there must not turn them into that mesh's view."""
+    handler = Handler(
+        ZoneConfig(),
+        snapshot(
+            mesh("default", service("web", "240.0.0.2")),
+            mesh("evil", service("backend", "240.9.0.1")),
+            clients={resolver: "evil", "127.0.0.7": "evil"},
+        ),
+    )
+    assert rdatas(ask(handler, "web.mesh.", client=ip_address(resolver)).answer) == ["240.0.0.2"]
+    assert rcode(ask(handler, "backend.mesh.", client=ip_address(resolver))) == "NXDOMAIN"
+    # Any other address a dataplane holds alone still selects its mesh.
+    assert rdatas(ask(handler, "backend.mesh.", client=ip_address("127.0.0.7")).answer) == [
+        "240.9.0.1"
+    ]
+    # The resolver addresses are a setting.
+    handler = Handler(
+        ZoneConfig(resolver_addresses=frozenset()),
+        snapshot(
+            mesh("default"),
+            mesh("evil", service("backend", "240.9.0.1")),
+            clients={resolver: "evil"},
+        ),
+    )
+    assert rdatas(ask(handler, "backend.mesh.", client=ip_address(resolver)).answer) == [
+        "240.9.0.1"
+    ]

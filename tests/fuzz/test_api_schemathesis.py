@@ -65,7 +65,7 @@ class Api:
     def __init__(self, runner: asyncio.Runner, database_url: str, mode: str) -> None:
         self.runner = runner
         self.engine = create_engine(database_url)
-        self.app = create_app(Store(self.engine), mode=mode)
+        self.app = create_app(Store(self.engine, mode=mode))
         transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
         self.http = httpx.AsyncClient(transport=transport, base_url=BASE_URL)
 

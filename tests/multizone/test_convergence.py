@@ -124,8 +124,8 @@ async def test_sync_killed_at_random_points_converges_exactly(
     rng = random.Random(seed)
     global_url, zone_url = databases(), databases()
     global_engine, zone_engine = create_engine(global_url), create_engine(zone_url)
-    global_store = Store(global_engine, allocate_vips=False)
-    zone_store = Store(zone_engine)
+    global_store = Store(global_engine, mode="global")
+    zone_store = Store(zone_engine, mode="zone")
 
     async def cursor() -> int:
         async with global_store.reading() as connection:
