@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 
 from meshdns.console import console_router
 from registry.schema import Mesh, Zone, ZoneIngress
+from registry.store import Store
 from tests.console.conftest import Console, dataplane, make_app
 
 
@@ -165,10 +166,11 @@ async def test_pages_are_accessible_without_javascript(console):
 
 async def test_zones_page_on_global_shows_status_last_contact_and_replication(console):
     app = make_app(console, mode="global")
-    await console.store.put(Zone.model_validate({"name": "zone-a"}))
-    await console.store.put(Zone.model_validate({"name": "zone-b"}))
-    await console.store.put(Zone.model_validate({"name": "zone-c", "enabled": False}))
-    await console.store.touch_zone("zone-a", datetime.now(UTC))
+    on_global = Store(console.store.engine, mode="global")
+    await on_global.put(Zone.model_validate({"name": "zone-a"}))
+    await on_global.put(Zone.model_validate({"name": "zone-b"}))
+    await on_global.put(Zone.model_validate({"name": "zone-c", "enabled": False}))
+    await on_global.touch_zone("zone-a", datetime.now(UTC))
     await console.follow()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://meshdns") as http:

@@ -28,6 +28,7 @@ from registry.models import (
 from registry.schema import Dataplane, Mesh
 from registry.store import Store
 from registry.sync import read_cursor, zone_source
+from registry.write_rules import Origin
 from tests.multizone.conftest import SyncProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
@@ -133,7 +134,9 @@ async def test_sync_killed_at_random_points_converges_exactly(
 
     try:
         await global_store.ensure_mesh("default")
-        await zone_store.put(Mesh(name="default"))
+        async with zone_store.writing(Origin.REPLICATION) as transaction:
+            # The mesh, as the sync worker would bring it from global.
+            await zone_store.put_in(transaction, Mesh(name="default"))
         async with zone_store.writing() as transaction:
             await zone_store.put_dataplanes(
                 transaction,

@@ -12,8 +12,8 @@ from registry.errors import VipPoolExhausted
 from registry.store import Store, VipSettings
 from registry.vips import usable_range
 
-# Two usable addresses, 10.0.0.1 and 10.0.0.2: small enough to run out.
-TINY = IPv4Network("10.0.0.0/30")
+# Two usable addresses, 10.200.0.1 and 10.200.0.2 (none a dataplane's): small enough to run out.
+TINY = IPv4Network("10.200.0.0/30")
 
 
 async def vips_of(store: Store, mesh_name: str = "default") -> dict[str, IPv4Address | None]:
@@ -62,7 +62,7 @@ async def test_a_released_vip_is_not_reused_during_its_quarantine(make_store):
     await store.put(dataplane("new-1", service="new"))
     assert (await vips_of(store))["new"] != old_vip
 
-    with pytest.raises(VipPoolExhausted, match="10.0.0.0/30"):
+    with pytest.raises(VipPoolExhausted, match="10.200.0.0/30"):
         await store.put(dataplane("third-1", service="third"))
     # The failed write left nothing behind.
     assert set(await vips_of(store)) == {"new"}
@@ -147,9 +147,9 @@ def test_usable_range_skips_network_and_broadcast(network, first, last):
 
 
 async def test_after_a_range_change_the_holes_below_the_top_are_used(make_store):
-    low = make_store(VipSettings(cidr=IPv4Network("10.0.0.0/30")))  # .1 .2
-    high = make_store(VipSettings(cidr=IPv4Network("10.0.0.4/30")))  # .5 .6
-    wide = make_store(VipSettings(cidr=IPv4Network("10.0.0.0/29")))  # .1 to .6
+    low = make_store(VipSettings(cidr=IPv4Network("10.200.0.0/30")))  # .1 .2
+    high = make_store(VipSettings(cidr=IPv4Network("10.200.0.4/30")))  # .5 .6
+    wide = make_store(VipSettings(cidr=IPv4Network("10.200.0.0/29")))  # .1 to .6
     await low.put_many([mesh(), dataplane("c-1", service="c")])
     await high.put_many([dataplane("a-1", service="a"), dataplane("b-1", service="b")])
 
@@ -158,12 +158,12 @@ async def test_after_a_range_change_the_holes_below_the_top_are_used(make_store)
 
     vips = {name: str(vip) for name, vip in (await vips_of(wide)).items()}
     assert vips == {
-        "a": "10.0.0.5",
-        "b": "10.0.0.6",
-        "c": "10.0.0.1",
-        "d": "10.0.0.2",
-        "e": "10.0.0.3",
-        "f": "10.0.0.4",
+        "a": "10.200.0.5",
+        "b": "10.200.0.6",
+        "c": "10.200.0.1",
+        "d": "10.200.0.2",
+        "e": "10.200.0.3",
+        "f": "10.200.0.4",
     }
     with pytest.raises(VipPoolExhausted):
         await wide.put(dataplane("g-1", service="g"))
