@@ -24,17 +24,17 @@ from meshdns.console import console_router, handler_answers
 from meshdns.metrics import ApiRequestCounts, ServeCollector, add_metrics_route
 from meshdns.settings import RECURSION_DATAPLANES, RECURSION_NONE, Settings, split_list
 from meshdns.workers import Workers, server_id
-from registry.agent_api import agent_router
+from registry.agents.liveness import Liveness, LivenessSettings
+from registry.agents.routes import agent_router
+from registry.agents.service_feed import ServiceFeed
 from registry.api import create_app
+from registry.api.prometheus_sd import prometheus_sd_router
 from registry.auth import Authenticator
-from registry.database import check_schema_current, create_engine, upgrade
 from registry.errors import RegistryError
-from registry.follower import RegistryFollower
-from registry.liveness import Liveness, LivenessSettings
-from registry.prometheus_sd import prometheus_sd_router
-from registry.service_feed import ServiceFeed
+from registry.feed.follower import RegistryFollower
 from registry.snapshot import Delta, Snapshot
 from registry.store import Store, VipSettings
+from registry.store.database import check_schema_current, create_engine, upgrade
 
 log = logging.getLogger("meshdns")
 

@@ -142,7 +142,7 @@ def serve(**given: Any) -> None:
 @options("database_url")
 def migrate(**given: Any) -> None:
     """Bring the database schema up to date (alembic upgrade head)."""
-    from registry.database import upgrade
+    from registry.store.database import upgrade
 
     settings = Settings.from_options(given)
     try:
@@ -199,7 +199,7 @@ def _on_registry(url: str, action: Callable[[Any], Any]) -> Any:
     """Run `action(engine)` against a migrated registry; errors end the command."""
     from sqlalchemy.engine import make_url
 
-    from registry.database import check_schema_current, create_engine, upgrade
+    from registry.store.database import check_schema_current, create_engine, upgrade
 
     parsed = make_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"

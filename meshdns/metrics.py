@@ -34,7 +34,7 @@ from dnsserver.counters import LATENCY_BUCKETS, DnsCounters, by_label
 from dnsserver.handler import Handler
 from dnsserver.server import DnsServer
 from registry.errors import RegistryError
-from registry.follower import RegistryFollower
+from registry.feed.follower import RegistryFollower
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

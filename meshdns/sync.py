@@ -9,8 +9,8 @@ import signal
 
 from meshdns.app import prepare_database
 from meshdns.settings import Settings
-from registry.database import create_engine
 from registry.store import Store
+from registry.store.database import create_engine
 from registry.sync import SyncSettings, SyncWorker
 from registry.write_rules import GLOBAL, ZONE
 

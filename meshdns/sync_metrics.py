@@ -1,7 +1,7 @@
 """`meshdns sync --metrics-port N`: the sync worker's progress for Prometheus.
 
 The worker has no API; prometheus_client's own HTTP server (a thread) serves GET
-/metrics from plain values the worker keeps (registry/sync.py's SyncStats). The lag
+/metrics from plain values the worker keeps (registry/sync/__init__.py's SyncStats). The lag
 needs both databases, so it is measured in the worker's event loop every
 :data:`LAG_INTERVAL` seconds rather than at scrape time.
 """

@@ -103,9 +103,9 @@ async def run_worker(settings: Settings, port: int, index: int) -> None:
     from dnsserver.handler import Handler
     from dnsserver.server import DnsServer
     from meshdns.app import dns_limits, is_sqlite, upstream_servers, vip_settings, zone_config
-    from registry.database import create_engine
-    from registry.follower import RegistryFollower
+    from registry.feed.follower import RegistryFollower
     from registry.store import Store
+    from registry.store.database import create_engine
 
     engine = create_engine(settings.database_url)
     store = Store(engine, vip_settings(settings))

@@ -8,10 +8,10 @@ from dnsserver.handler import Handler
 from dnsserver.zonefile import render, zone_records
 from meshdns.app import vip_settings, zone_config
 from meshdns.settings import Settings
-from registry.database import create_engine
 from registry.errors import RegistryError
-from registry.follower import RegistryFollower
+from registry.feed.follower import RegistryFollower
 from registry.store import Store
+from registry.store.database import create_engine
 
 
 class MeshNotFound(RegistryError):

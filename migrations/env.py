@@ -12,8 +12,8 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
-from registry.database import create_engine
 from registry.models import metadata
+from registry.store.database import create_engine
 
 config = context.config
 

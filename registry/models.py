@@ -260,7 +260,7 @@ class SyncCursorRow(Base):
 
 
 class SigningKeyRow(Base):
-    """A key API tokens are signed with (registry/auth.py). The newest signs; every key
+    """A key API tokens are signed with (registry/auth/__init__.py). The newest signs; every key
     still here verifies, so rotating is adding one and retiring is deleting one."""
 
     __tablename__ = "signing_keys"

@@ -37,8 +37,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from registry.database import create_engine, upgrade
 from registry.store import Store, VipSettings
+from registry.store.database import create_engine, upgrade
 from tests.helpers import Meshdns
 
 T = TypeVar("T")

@@ -22,8 +22,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from meshdns.console import reads, views
 from meshdns.console.dig import DnsAnswer
 from meshdns.console.reads import InsightReader
+from registry.agents.liveness import Liveness
 from registry.errors import RegistryError
-from registry.liveness import Liveness
 from registry.snapshot import Snapshot
 from registry.store import Store
 

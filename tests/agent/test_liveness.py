@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from registry.agents.liveness import Liveness, LivenessSettings
 from registry.errors import NotFound
-from registry.liveness import Liveness, LivenessSettings
 from registry.schema import Dataplane, Mesh
 from registry.store import Store
 
@@ -123,7 +123,7 @@ async def test_not_ready_inbound_is_no_endpoint_but_keeps_the_vip(store, livenes
 
 @pytest.mark.postgres
 async def test_replicas_sweeping_at_once_flip_each_dataplane_once(postgres_database_url):
-    from registry.database import create_engine
+    from registry.store.database import create_engine
 
     engines = [create_engine(postgres_database_url) for _ in range(4)]
     try:

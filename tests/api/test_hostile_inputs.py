@@ -11,7 +11,7 @@ import pytest
 
 from registry.api import create_app
 from registry.store import Store
-from registry.vips import VipSettings
+from registry.store.vips import VipSettings
 from tests.factories import dataplane, mesh
 
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from registry.api import create_app
+from registry.feed.view import RegistryView
 from registry.snapshot import TrafficRule
 from registry.store import Store
-from registry.view import RegistryView
 
 ALLOW_WEB = {
     "type": "TrafficPermission",

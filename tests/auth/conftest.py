@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from registry.agent_api import agent_router
+from registry.agents.liveness import Liveness
+from registry.agents.routes import agent_router
+from registry.agents.service_feed import ServiceFeed
 from registry.api import create_app
 from registry.auth import Authenticator, Identity, issue_token
-from registry.liveness import Liveness
-from registry.service_feed import ServiceFeed
 from registry.store import Store
 
 REMOTE = "10.1.2.3"

@@ -17,8 +17,8 @@ from registry.auth import (
     revoke_token,
     token_id_of,
 )
-from registry.database import create_engine
 from registry.errors import DatabaseUnavailable
+from registry.store.database import create_engine
 from tests.auth.conftest import ADMIN, dataplane_token, eventually_async, hours_ago
 
 
@@ -174,7 +174,7 @@ async def test_a_revoked_token_is_refused_within_a_second(api):
         response = await client.get("/meshes/default/dns-records")
         return response.status_code == 401 and "revoked" in response.json()["details"]
 
-    # The API re-reads revocations at most a second old (registry/auth.py).
+    # The API re-reads revocations at most a second old (registry/auth/__init__.py).
     assert await eventually_async(refused, "the revoked token refused", timeout=3) < 1.5
     other_client = app.client(other)
     assert (await other_client.get("/meshes/default/dns-records")).status_code == 200

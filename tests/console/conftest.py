@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from dnsserver.config import ZoneConfig
 from dnsserver.handler import Handler
 from meshdns.console import console_router, handler_answers
-from registry.liveness import Liveness, LivenessSettings
+from registry.agents.liveness import Liveness, LivenessSettings
 from registry.schema import Dataplane, Mesh
 from registry.snapshot import Snapshot
 from registry.store import Store

@@ -37,9 +37,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from registry.api import create_app
-from registry.database import create_engine
 from registry.schema import RESOURCE_TYPES, Dataplane
 from registry.store import Store
+from registry.store.database import create_engine
 
 # Examples per operation and generation mode (positive, negative); scripts/fuzz-api
 # raises it through the environment.

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry.database import create_engine
 from registry.schema import Dataplane
 from registry.store import Store
+from registry.store.database import create_engine
 from tests.factories import dataplane, mesh
 from tests.helpers import MESHDNS, ROOT, Meshdns, dig, eventually, free_port, stop_process
 

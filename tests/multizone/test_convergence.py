@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from registry.bulk import Replica
-from registry.database import create_engine
 from registry.models import (
     DataplaneInsightRow,
     DataplaneRow,
@@ -27,6 +25,8 @@ from registry.models import (
 )
 from registry.schema import Dataplane, Mesh
 from registry.store import Store
+from registry.store.bulk import Replica
+from registry.store.database import create_engine
 from registry.sync import read_cursor, zone_source
 from registry.write_rules import Origin
 from tests.multizone.conftest import SyncProcess

@@ -9,11 +9,11 @@ import pytest
 from registrytesting import dataplane, mesh
 from sqlalchemy import text
 
-from registry.database import create_engine
-from registry.feed import Change, read_changes
-from registry.follower import RegistryFollower
+from registry.feed.changes import Change, read_changes
+from registry.feed.follower import RegistryFollower
 from registry.snapshot import Delta, Snapshot
 from registry.store import Store
+from registry.store.database import create_engine
 
 
 def comparable(snapshot: Snapshot) -> tuple:

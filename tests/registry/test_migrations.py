@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from registry.database import (
+from registry.errors import DatabaseUnavailable, SchemaOutdated
+from registry.store.database import (
     check_schema_current,
     current_revision,
     downgrade,
@@ -12,7 +13,6 @@ from registry.database import (
     schema_differences,
     upgrade,
 )
-from registry.errors import DatabaseUnavailable, SchemaOutdated
 
 
 async def test_models_and_migrations_agree(database_url):

@@ -281,7 +281,7 @@ async def test_a_dataplane_moving_to_another_service_releases_the_old_one(store:
 
 
 async def test_a_database_without_the_schema_says_to_migrate(empty_database_url, make_store):
-    from registry.database import create_engine
+    from registry.store.database import create_engine
 
     engine = create_engine(empty_database_url)
     try:
@@ -294,7 +294,7 @@ async def test_a_database_without_the_schema_says_to_migrate(empty_database_url,
 
 
 async def test_an_unreachable_database_raises_database_unavailable():
-    from registry.database import create_engine
+    from registry.store.database import create_engine
 
     engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/meshdns")
     try:
@@ -321,7 +321,7 @@ def test_sqlite_errors_are_told_apart(message, unavailable, schema_missing):
 
     from sqlalchemy.exc import OperationalError
 
-    from registry.database import is_schema_missing, is_unavailable
+    from registry.store.database import is_schema_missing, is_unavailable
 
     error = OperationalError("SELECT 1", {}, sqlite3.OperationalError(message))
     assert is_unavailable(error) is unavailable

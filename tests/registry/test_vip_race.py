@@ -13,9 +13,9 @@ from registrytesting import mesh
 from sqlalchemy import select
 from vip_race_worker import MESHES, OWN, SHARED
 
-from registry.database import create_engine
 from registry.models import VipRow
 from registry.store import Store
+from registry.store.database import create_engine
 
 WORKER = Path(__file__).with_name("vip_race_worker.py")
 PREFIXES = ("a", "b")

@@ -10,7 +10,7 @@ from registrytesting import dataplane, mesh
 
 from registry.errors import VipPoolExhausted
 from registry.store import Store, VipSettings
-from registry.vips import usable_range
+from registry.store.vips import usable_range
 
 # Two usable addresses, 10.200.0.1 and 10.200.0.2 (none a dataplane's): small enough to run out.
 TINY = IPv4Network("10.200.0.0/30")

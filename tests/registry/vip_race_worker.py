@@ -13,10 +13,10 @@ import random
 import sys
 from datetime import UTC, datetime
 
-from registry.database import create_engine
 from registry.schema import parse_resource
 from registry.store import Store, VipSettings
-from registry.vips import allocate_vip
+from registry.store.database import create_engine
+from registry.store.vips import allocate_vip
 
 MESHES = ("alpha", "beta")
 OWN = 40  # services only this worker allocates

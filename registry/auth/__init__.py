@@ -40,7 +40,6 @@ from cryptography.hazmat.primitives.serialization import (
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from registry.database import WRITE_OPTION, map_errors
 from registry.errors import DatabaseUnavailable, NotFound, RegistryError
 from registry.models import SigningKeyRow, TokenRevocationRow
 from registry.schema import (
@@ -54,6 +53,7 @@ from registry.schema import (
 )
 from registry.snapshot import IPAddress
 from registry.store import Store
+from registry.store.database import WRITE_OPTION, map_errors
 
 log = logging.getLogger("meshdns.auth")
 
@@ -178,7 +178,7 @@ class IssuedToken:
 
 
 def _writer(engine: AsyncEngine) -> AsyncEngine:
-    # SQLite takes its write lock at BEGIN (registry/database.py explains why).
+    # SQLite takes its write lock at BEGIN (registry/store/database.py explains why).
     return engine.execution_options(**{WRITE_OPTION: True})
 
 
@@ -431,7 +431,7 @@ class Authenticator:
 # --- authorization: what each kind of token may do --------------------------------------
 
 # FastAPI route names (the handler's function name, or "put ZoneIngress" for the routes
-# registry/api.py adds per resource). A route in none of these sets is admin-only.
+# registry/api/__init__.py adds per resource). A route in none of these sets is admin-only.
 PUBLIC_ROUTES = frozenset({"healthz", "readyz"})
 _AGENT_ROUTES = frozenset({"connect", "heartbeat", "disconnect"})
 _DATAPLANE_WRITES = frozenset({"put_dataplane", "delete_dataplane", "apply"}) | _AGENT_ROUTES

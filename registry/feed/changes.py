@@ -31,9 +31,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.models import ChangeRow, RegistryStateRow
-from registry.snapshot import TrafficRule
-from registry.snapshot_reader import (
+from registry.feed.reader import (
     UnreadableRow,
     Vip,
     read_dataplanes,
@@ -44,7 +42,9 @@ from registry.snapshot_reader import (
     read_revision,
     read_vips,
 )
-from registry.view import DataplaneState, EgressState, IngressState
+from registry.feed.view import DataplaneState, EgressState, IngressState
+from registry.models import ChangeRow, RegistryStateRow
+from registry.snapshot import TrafficRule
 
 log = logging.getLogger("meshdns.feed")
 

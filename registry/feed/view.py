@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import immutables
 
 if TYPE_CHECKING:
-    from registry.feed import FeedBatch
+    from registry.feed.changes import FeedBatch
 
 from registry.snapshot import (
     Delta,

@@ -24,11 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import aliased
 
-from registry import bulk
-from registry.bulk import Replica
-from registry.database import WRITE_OPTION, map_errors, schema_missing
 from registry.errors import Cause, InvalidResource, NotFound, RegistryError
-from registry.feed import (
+from registry.feed.changes import (
     FEED_BATCH,
     FeedBatch,
     OldServices,
@@ -37,6 +34,8 @@ from registry.feed import (
     read_batch,
     record_changes,
 )
+from registry.feed.reader import active_vips, read_revision
+from registry.feed.view import RegistryView
 from registry.models import (
     DataplaneInsightRow,
     DataplaneRow,
@@ -62,9 +61,10 @@ from registry.schema import (
     answered_addresses,
 )
 from registry.snapshot import Snapshot
-from registry.snapshot_reader import active_vips, read_revision
-from registry.view import RegistryView
-from registry.vips import VipSettings, allocate_vip, release_vips, vip_range_causes
+from registry.store import bulk
+from registry.store.bulk import Replica
+from registry.store.database import WRITE_OPTION, map_errors, schema_missing
+from registry.store.vips import VipSettings, allocate_vip, release_vips, vip_range_causes
 from registry.write_rules import GLOBAL, MODES, STANDALONE, Origin, check_write
 
 
@@ -202,7 +202,7 @@ class Store:
             async with self._writer.begin() as connection:
                 # First statement of every write: on Postgres it takes the registry_state
                 # row lock until commit, so writers run one at a time and number their
-                # changes in commit order (registry/feed.py explains why the feed needs
+                # changes in commit order (registry/feed/changes.py explains why the feed needs
                 # that). It also makes "is this the service's last dataplane?" a question
                 # two writers cannot answer at once. SQLite's BEGIN IMMEDIATE
                 # (WRITE_OPTION) serialises writers the same way.

@@ -262,7 +262,7 @@ def create_app(
     (`serve` uses it to answer only once its own DNS has the write).
 
     `auth` None: every request is admin. The app's `state.guard` checks what a caller may
-    do; routers added later (registry/agent_api.py) use it too.
+    do; routers added later (registry/agents/routes.py) use it too.
     """
     mode = store.mode  # what this control plane may write (registry/write_rules.py)
     guard = Guard(store, mode=mode, zone=zone, known_services=known_services, meshes_at=meshes_at)

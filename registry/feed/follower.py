@@ -18,11 +18,11 @@ from collections.abc import Callable
 from sqlalchemy.engine import make_url
 
 from registry.errors import DatabaseUnavailable
-from registry.feed import FeedBatch, Listener
+from registry.feed.changes import FeedBatch, Listener
+from registry.feed.reader import UnreadableRow
+from registry.feed.view import RegistryView
 from registry.snapshot import Delta, Snapshot
-from registry.snapshot_reader import UnreadableRow
 from registry.store import Store
-from registry.view import RegistryView
 
 log = logging.getLogger("meshdns.feed")
 

@@ -30,9 +30,9 @@ from sqlalchemy import distinct, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.bulk import Replica
 from registry.errors import DatabaseUnavailable
-from registry.feed import Change, Listener, read_changes
+from registry.feed.changes import Change, Listener, read_changes
+from registry.feed.reader import read_revision
 from registry.models import (
     ChangeRow,
     DataplaneInsightRow,
@@ -55,8 +55,8 @@ from registry.schema import (
     ZoneEgress,
     ZoneIngress,
 )
-from registry.snapshot_reader import read_revision
 from registry.store import Store, Transaction
+from registry.store.bulk import Replica
 from registry.write_rules import Origin
 
 log = logging.getLogger("meshdns.sync")

@@ -25,7 +25,7 @@ from registry.models import (
     VipRow,
 )
 from registry.schema import ZONE_TAG, Dataplane
-from registry.vips import VipSettings, allocate_vip, release_vips
+from registry.store.vips import VipSettings, allocate_vip, release_vips
 
 # Rows per statement: well under every database's limit on bound parameters.
 _CHUNK = 500

@@ -7,7 +7,7 @@
 - ``POST .../disconnect``: the agent is leaving (SIGTERM); an agent-created dataplane is
   deleted at once, one created through the API is marked offline and kept.
 - ``GET /meshes/{mesh}/dns-records?after=R&wait=S``: long poll for the mesh's services
-  and endpoints changed after revision R (registry/service_feed.py).
+  and endpoints changed after revision R (registry/agents/service_feed.py).
 - ``GET /meshes/{mesh}/dataplanes+insights[/{name}]``: dataplanes with their status.
 """
 
@@ -19,6 +19,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from registry.agents.liveness import Insight, Liveness
+from registry.agents.service_feed import ServiceFeed
 from registry.api import (
     OffsetQuery,
     SizeQuery,
@@ -29,8 +31,6 @@ from registry.api import (
     render,
 )
 from registry.auth import Guard
-from registry.liveness import Insight, Liveness
-from registry.service_feed import ServiceFeed
 from registry.store import Store, Stored
 
 MAX_WAIT = 300.0

@@ -9,7 +9,7 @@ registry holds offline (online again), and the clean-up deletions.
 
 Several control-plane replicas on one database stay right: each flushes the heartbeats
 it received, and any of them may sweep. A sweep re-reads its candidates inside a write
-transaction, which holds the registry_state row lock (registry/feed.py), so two replicas
+transaction, which holds the registry_state row lock (registry/feed/changes.py), so two replicas
 never flip or delete the same dataplane twice. A replica flushes before it sweeps, and the
 flush interval is well inside the offline window, so one replica never judges offline a
 dataplane whose heartbeats another replica holds unwritten.
@@ -32,7 +32,7 @@ from registry.errors import DatabaseUnavailable, NotFound
 from registry.models import DataplaneInsightRow, DataplaneRow, InboundRow, MeshRow
 from registry.schema import Dataplane
 from registry.store import Store, Transaction, _Unchanged
-from registry.vips import release_vips
+from registry.store.vips import release_vips
 from registry.write_rules import check_write
 
 log = logging.getLogger("meshdns.liveness")

@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registry.errors import SchemaOutdated
+from registry.feed.view import DataplaneState, EgressState, InboundState, IngressState
 from registry.models import (
     DataplaneInsightRow,
     DataplaneRow,
@@ -34,7 +35,6 @@ from registry.models import (
     ZoneIngressRow,
 )
 from registry.snapshot import IPAddress, TrafficRule
-from registry.view import DataplaneState, EgressState, InboundState, IngressState
 
 Vip = tuple[IPv4Address | None, IPv6Address | None]
 K = TypeVar("K")
