@@ -21,7 +21,8 @@ from dnsserver.errors import FormError
 from dnsserver.forward import Forward, Upstream
 from dnsserver.lookup import Answer, Result, lookup
 from dnsserver.records import Question, Record, RecordType, Txt, fold_case
-from dnsserver.zone import ClientZone, Zone, Zones, build_zones, update_zones
+from dnsserver.views import ClientZone, Zones, build_zones, update_zones
+from dnsserver.zone import Zone
 from dnsserver.zonefile import zone_records
 from registry.snapshot import Delta, IPAddress, Snapshot
 

@@ -25,10 +25,11 @@ class Result(enum.Enum):
     NXDOMAIN = enum.auto()
     # The name exists, with no records of the asked type.
     NODATA = enum.auto()
-    # We will not answer this question from the zone (zone transfers).
+    # We will not answer this question from the zone: a transfer asked by a client that
+    # may not transfer it (the handler answers allowed transfers itself).
     REFUSED = enum.auto()
-    # The name is not in our zone. The seam for forwarding to upstream resolvers;
-    # until then the handler refuses it.
+    # The name is not in our zone: the handler forwards it upstream for clients allowed
+    # to recurse, and refuses it for everyone else.
     OUTSIDE_ZONE = enum.auto()
 
 

@@ -6,7 +6,7 @@ import pytest
 from dnstesting import ask, flags, owners, rcode, rdatas, standard_snapshot
 
 from dnsserver import ZoneConfig
-from dnsserver.zone import build_zone
+from dnsserver.views import build_zone
 
 
 @pytest.mark.parametrize(

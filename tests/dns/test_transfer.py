@@ -23,7 +23,7 @@ from dnstesting import (
 
 from dnsserver import Handler
 from dnsserver.handler import Transfer
-from dnsserver.zone import build_zone
+from dnsserver.views import build_zone
 from dnsserver.zonefile import render, zone_records
 
 SECONDARY = ip_address("127.0.0.2")
