@@ -13,42 +13,41 @@ _MIN_UDP_PAYLOAD = 512
 _MAX_UDP_PAYLOAD = 65535
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ZoneConfig:
-    """What the DNS server needs to know about its zone; defaults live here only."""
+    """What the DNS server needs to know about its zone.
 
-    domain: str = "mesh"
-    default_mesh: str = "default"
+    No field that a setting of the server gives has a default here (the settings hold
+    those); only protocol constants do.
+    """
+
+    domain: str
+    default_mesh: str
     # TTL of VIP answers: VIPs are stable, so clients may cache them a while.
-    ttl: int = 30
+    ttl: int
     # Endpoints come and go; keep their TTL short.
-    endpoints_ttl: int = 5
+    endpoints_ttl: int
     # The SOA minimum, i.e. how long resolvers cache NXDOMAIN and NODATA.
-    negative_ttl: int = 30
+    negative_ttl: int
     # The address of ns.<domain> (the zone's NS target); None publishes no glue record.
-    ns_address: IPv4Address | IPv6Address | None = None
-    # Our EDNS0 payload size; 1232 avoids IP fragmentation (DNS flag day 2020).
-    max_udp_payload: int = 1232
+    ns_address: IPv4Address | IPv6Address | None
     # This control plane's zone: endpoints of other zones are not local ones.
-    local_zone: str | None = None
+    local_zone: str | None
     # Who may have names outside the zone resolved through us (recursion): these
     # networks, plus every registered dataplane address when ``recursion_for_dataplanes``.
-    allow_recursion: tuple[IPv4Network | IPv6Network, ...] = (
-        IPv4Network("127.0.0.0/8"),
-        IPv6Network("::1/128"),
-    )
-    recursion_for_dataplanes: bool = True
+    allow_recursion: tuple[IPv4Network | IPv6Network, ...]
+    recursion_for_dataplanes: bool
     # Addresses that resolvers forward whole hosts' queries from: a query from one of
     # them is never answered in the view of a dataplane registered there (the default
     # mesh answers it), so no dataplane can take over what a node's resolver is told.
-    resolver_addresses: frozenset[IPv4Address | IPv6Address] = frozenset(
-        {IPv4Address("127.0.0.1"), IPv6Address("::1")}
-    )
-    # Who may transfer the zone (AXFR, IXFR answered in full); nobody by default.
-    allow_transfer: tuple[IPv4Network | IPv6Network, ...] = ()
+    resolver_addresses: frozenset[IPv4Address | IPv6Address]
+    # Who may transfer the zone (AXFR, IXFR answered in full); nobody when empty.
+    allow_transfer: tuple[IPv4Network | IPv6Network, ...]
     # Answered to `id.server.` / `hostname.bind.` CH TXT (as NSD and BIND do), to tell
     # which process answered; None answers those REFUSED like any other class CH query.
     server_id: str | None = None
+    # Our EDNS0 payload size; 1232 avoids IP fragmentation (DNS flag day 2020).
+    max_udp_payload: int = 1232
 
     def __post_init__(self) -> None:
         labels = self.domain.strip(".").split(".")

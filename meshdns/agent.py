@@ -30,7 +30,7 @@ from urllib.parse import quote
 import httpx
 import immutables
 
-from dnsserver.config import ZoneConfig
+from dnsserver.config import DnsLimits, ZoneConfig
 from dnsserver.forward import Forwarder, UpstreamServer, system_upstreams
 from dnsserver.handler import Handler
 from dnsserver.server import DnsServer
@@ -51,13 +51,19 @@ class AgentError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class AgentSettings:
+    """What the agent is told (meshdns/wiring.py builds it from `dp run`'s settings)."""
+
     cp: str
     dataplane_file: Path
-    dns_address: str = "127.0.0.1"
-    dns_port: int = 15053
-    upstream: tuple[str, ...] = ()
-    token_file: Path | None = None
-    ca_cert: Path | None = None
+    dns_address: str
+    dns_port: int
+    upstream: tuple[str, ...]
+    token_file: Path | None
+    ca_cert: Path | None
+    # What one client may cost the local DNS server, as on the central one.
+    limits: DnsLimits
+    # Queries from these are answered in the mesh, never as a dataplane's (ZoneConfig).
+    resolver_addresses: frozenset[IPv4Address | IPv6Address]
 
 
 def read_token(path: Path) -> str:
@@ -322,7 +328,9 @@ def agent_upstreams(settings: AgentSettings) -> list[UpstreamServer]:
     return [s for s in servers if not (s.port == settings.dns_port and s.address == ours)]
 
 
-def zone_config(config: dict[str, Any], mesh: str) -> ZoneConfig:
+def zone_config(
+    config: dict[str, Any], mesh: str, resolver_addresses: frozenset[IPv4Address | IPv6Address]
+) -> ZoneConfig:
     """The central server's DNS settings, answered in this dataplane's mesh."""
     return ZoneConfig(
         domain=config["domain"],
@@ -330,10 +338,13 @@ def zone_config(config: dict[str, Any], mesh: str) -> ZoneConfig:
         ttl=config["ttl"],
         endpoints_ttl=config["endpointsTtl"],
         negative_ttl=config["negativeTtl"],
+        ns_address=None,
         local_zone=config.get("zone"),
         # The agent serves its own workload over loopback only.
         allow_recursion=(IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")),
         recursion_for_dataplanes=False,
+        resolver_addresses=resolver_addresses,
+        allow_transfer=(),
     )
 
 
@@ -374,9 +385,17 @@ async def run_agent(settings: AgentSettings, signals: Sequence[int] = ()) -> Non
         upstreams = agent_upstreams(settings)
         forwarder = Forwarder(upstreams) if upstreams else None
         handler = Handler(
-            zone_config(config, dataplane.mesh), records.snapshot, forwarding=forwarder is not None
+            zone_config(config, dataplane.mesh, settings.resolver_addresses),
+            records.snapshot,
+            forwarding=forwarder is not None,
         )
-        dns = DnsServer(handler, settings.dns_address, settings.dns_port, forwarder=forwarder)
+        dns = DnsServer(
+            handler,
+            settings.dns_address,
+            settings.dns_port,
+            limits=settings.limits,
+            forwarder=forwarder,
+        )
         await dns.start()
         log.info("local DNS on %s:%s", settings.dns_address, settings.dns_port)
         tasks = {

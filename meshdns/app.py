@@ -8,33 +8,36 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any
 
 import uvicorn
 from sqlalchemy.engine import make_url
 
-from dnsserver.config import DnsLimits, ZoneConfig
-from dnsserver.forward import Forwarder, UpstreamServer, system_upstreams
-from dnsserver.handler import Handler
+from dnsserver.forward import UpstreamServer
 from dnsserver.notify import Notifier
-from dnsserver.server import DnsServer
 from meshdns import __version__
 from meshdns.console import console_router, handler_answers
 from meshdns.metrics import ApiRequestCounts, ServeCollector, add_metrics_route
-from meshdns.settings import RECURSION_DATAPLANES, RECURSION_NONE, Settings, split_list
-from meshdns.workers import Workers, server_id
-from registry.agents.liveness import Liveness, LivenessSettings
+from meshdns.settings import Settings, split_list
+from meshdns.wiring import (
+    agent_config,
+    build_dns_server,
+    build_follower,
+    build_forwarder,
+    build_handler,
+    build_store,
+    liveness_settings,
+    prepare_database,
+)
+from meshdns.workers import Workers
+from registry.agents.liveness import Liveness
 from registry.agents.routes import agent_router
 from registry.agents.service_feed import ServiceFeed
-from registry.api import create_app
+from registry.api.app import create_app
 from registry.api.prometheus_sd import prometheus_sd_router
-from registry.auth import Authenticator
-from registry.errors import RegistryError
-from registry.feed.follower import RegistryFollower
+from registry.auth.authentication import Authenticator
 from registry.snapshot import Delta, Snapshot
-from registry.store import Store, VipSettings
-from registry.store.database import check_schema_current, create_engine, upgrade
+from registry.store.database import create_engine
 
 log = logging.getLogger("meshdns")
 
@@ -49,115 +52,19 @@ class _ApiServer(uvicorn.Server):
         yield
 
 
-def is_sqlite(url: str) -> bool:
-    return make_url(url).get_backend_name() == "sqlite"
-
-
-async def prepare_database(url: str) -> None:
-    """SQLite is ours to create and migrate; any other database must already be migrated."""
-    if is_sqlite(url):
-        await upgrade(url)
-    else:
-        await check_schema_current(url)
-
-
-def zone_config(settings: Settings, process: int = 0) -> ZoneConfig:
-    """The DNS settings; ``process`` is the index of the DNS process (workers: 1..N-1)."""
-    address = ip_address(settings.dns_address)
-    return ZoneConfig(
-        domain=settings.domain.strip(".").lower(),
-        default_mesh=settings.default_mesh,
-        ttl=settings.ttl,
-        endpoints_ttl=settings.endpoints_ttl,
-        negative_ttl=settings.negative_ttl,
-        ns_address=None if address.is_unspecified else address,
-        local_zone=settings.zone,
-        allow_recursion=tuple(
-            ip_network(item, strict=False)
-            for item in split_list(settings.allow_recursion)
-            if item not in (RECURSION_DATAPLANES, RECURSION_NONE)
-        ),
-        recursion_for_dataplanes=RECURSION_DATAPLANES in split_list(settings.allow_recursion),
-        resolver_addresses=frozenset(
-            ip_address(item) for item in split_list(settings.resolver_address)
-        ),
-        allow_transfer=tuple(
-            ip_network(item, strict=False) for item in split_list(settings.allow_transfer)
-        ),
-        server_id=server_id(process),
-    )
-
-
-def dns_limits(settings: Settings) -> DnsLimits:
-    """What one client may cost the DNS server (rate limit, TCP connections)."""
-    return DnsLimits(
-        rate=settings.rate_limit,
-        slip=settings.rate_limit_slip,
-        ipv4_prefix=settings.rate_limit_ipv4_prefix,
-        ipv6_prefix=settings.rate_limit_ipv6_prefix,
-        tcp_max_connections=settings.tcp_max_connections,
-        tcp_idle_timeout=settings.tcp_idle_timeout,
-    )
-
-
-def upstream_servers(settings: Settings) -> list[UpstreamServer]:
-    """`--upstream`, else resolv.conf's nameservers, never this server itself (a loop)."""
-    given = split_list(settings.upstream)
-    servers = [UpstreamServer.parse(item) for item in given] if given else system_upstreams()
-    ours = ip_address(settings.dns_address)
-
-    def is_us(server: UpstreamServer) -> bool:
-        if server.port != settings.dns_port:
-            return False
-        return server.address == ours or (ours.is_unspecified and server.address.is_loopback)
-
-    for server in filter(is_us, servers):
-        log.warning("not forwarding to %s: that is this server", server)
-    return [server for server in servers if not is_us(server)]
-
-
-def vip_settings(settings: Settings) -> VipSettings:
-    return VipSettings(
-        cidr=IPv4Network(settings.vip_cidr),
-        cidr6=IPv6Network(settings.vip6_cidr) if settings.vip6_cidr else None,
-        quarantine_seconds=settings.vip_quarantine,
-    )
-
-
-def liveness_settings(settings: Settings) -> LivenessSettings:
-    return LivenessSettings(
-        heartbeat_interval=settings.heartbeat_interval,
-        offline_after=settings.offline_after,
-        agent_cleanup_delay=settings.agent_cleanup_delay,
-        offline_gc_age=settings.offline_gc_age,
-    )
-
-
-def agent_config(settings: Settings) -> dict[str, Any]:
-    """What a connecting agent needs to answer DNS as this server does."""
-    return {
-        "domain": settings.domain.strip(".").lower(),
-        "ttl": settings.ttl,
-        "endpointsTtl": settings.endpoints_ttl,
-        "negativeTtl": settings.negative_ttl,
-        "zone": settings.zone,
-    }
-
-
 async def serve(settings: Settings) -> None:
     """Run until SIGINT or SIGTERM, then shut down the API and the DNS server cleanly."""
     await prepare_database(settings.database_url)
     engine = create_engine(settings.database_url)
     # A global control plane serves no dataplanes: its replicated records take no VIPs.
-    store = Store(engine, vip_settings(settings), mode=settings.mode)
+    store = build_store(settings, engine)
     if settings.mode in ("standalone", "global") and await store.ensure_mesh(DEFAULT_MESH):
         log.info("created mesh %r", DEFAULT_MESH)
 
-    upstreams = upstream_servers(settings)
-    forwarder = Forwarder(upstreams) if upstreams else None
+    forwarder = build_forwarder(settings)
     if forwarder is None:
         log.warning("no upstream resolver: names outside %s are REFUSED", settings.domain)
-    handler = Handler(zone_config(settings), forwarding=forwarder is not None)
+    handler = build_handler(settings, forwarder=forwarder)
     feed = ServiceFeed()  # what dataplane agents follow
 
     targets = [UpstreamServer.parse(item) for item in split_list(settings.notify)]
@@ -171,7 +78,7 @@ async def serve(settings: Settings) -> None:
         if notifier is not None:
             notifier.changed()
 
-    follower = RegistryFollower(store, publish, local_zone=settings.zone)
+    follower = build_follower(settings, store, publish)
     await follower.load()
     liveness = Liveness(
         store,
@@ -188,11 +95,11 @@ async def serve(settings: Settings) -> None:
             "feed": {"connected": follower.connected, "listening": follower.listening},
         }
 
-    async def written() -> None:
-        # Read your writes: answer a write once this server's own DNS has it. Bounded,
-        # so a slow feed delays the answer at most a second, never fails the write.
-        with contextlib.suppress(RegistryError):
-            await follower.wait_for(await store.revision(), timeout=1.0)
+    async def written(revision: int) -> None:
+        # Read your writes: answer a write once this server's own DNS has the revision
+        # it committed. Bounded, so a slow feed delays the answer at most a second,
+        # never fails the write.
+        await follower.wait_for(revision, timeout=1.0)
 
     def known_services(key: tuple[str, str]) -> frozenset[str] | None:
         state = follower.view.dataplane(key)
@@ -239,14 +146,7 @@ async def serve(settings: Settings) -> None:
             proxy_headers=False,
         )
     )
-    dns = DnsServer(
-        handler,
-        settings.dns_address,
-        settings.dns_port,
-        limits=dns_limits(settings),
-        forwarder=forwarder,
-        reuse_port=settings.dns_workers > 1,
-    )
+    dns = build_dns_server(settings, handler, forwarder, settings.dns_port)
     await dns.start()
 
     api_counts: dict[tuple[str, str, str], int] = {}

@@ -41,7 +41,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str, log_format: str = "text", worker: int | None = None) -> None:
+def configure_logging(level: str, log_format: str, worker: int | None = None) -> None:
     """Log records at ``level`` and above to standard error in ``log_format``."""
     handler = logging.StreamHandler()
     if log_format == "json":

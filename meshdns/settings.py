@@ -1,16 +1,18 @@
-"""The one settings object: every option is declared once here, with its default.
+"""The one settings object: every option of every command is declared once here.
 
-Each field's metadata becomes a click option (``--dns-port``) that also reads the
-environment variable ``MESHDNS_DNS_PORT``; commands pick the options they take by name.
+A declaration gives an option's default, help, type and the commands that take it; the
+option is ``--<field-name>`` (unless it names another flag) and also reads the
+environment variable ``MESHDNS_<FIELD_NAME>`` (unless it names another). Components
+(the DNS zone's config, rate limits, VIPs, liveness, the agent) are built from these
+values in meshdns/wiring.py; none of them has defaults of its own for an option.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -18,19 +20,67 @@ from dnsserver.errors import ConfigError
 from dnsserver.forward import UpstreamServer
 
 ENV_PREFIX = "MESHDNS"
-DEFAULT_API = "http://127.0.0.1:5681"
+
+# The commands, by the words that run them (`meshdns token generate`).
+SERVE, MIGRATE, SYNC, EXPORT_ZONE, DP_RUN = "serve", "migrate", "sync", "export-zone", "dp run"
+TOKEN_COMMANDS = (
+    "token generate",
+    "token revoke",
+    "token rotate-key",
+    "token keys",
+    "token delete-key",
+)
+CLIENT_COMMANDS = ("apply", "get", "delete")
+COMMANDS = frozenset({SERVE, MIGRATE, SYNC, EXPORT_ZONE, DP_RUN, *TOKEN_COMMANDS, *CLIENT_COMMANDS})
+
+# --allow-recursion words: every registered dataplane address; nobody at all.
+RECURSION_DATAPLANES = "dataplanes"
+RECURSION_NONE = "none"
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _option(
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """How one setting is given on the command line and in the environment."""
+
+    help: str
+    commands: frozenset[str]
+    type: Any = None
+    # The flag when it is not --<field-name>, e.g. a boolean's "--on/--off" pair.
+    flag: str | None = None
+    short: str | None = None
+    # A `multiple` option may be repeated, and each value may be a comma-separated list.
+    multiple: bool = False
+    required: bool = False
+    # The variable after MESHDNS_ when it is not the field's name.
+    env: str | None = None
+
+
+def option(
+    default: Any,
     help: str,
     *,
+    commands: Iterable[str],
     type: Any = None,
     flag: str | None = None,
     short: str | None = None,
     multiple: bool = False,
-) -> dict[str, Any]:
-    # A `multiple` option may be repeated, and each value may be a comma-separated list.
-    return {"help": help, "type": type, "flag": flag, "short": short, "multiple": multiple}
+    required: bool = False,
+    env: str | None = None,
+) -> Any:
+    """A settings field declared as an option of `commands`."""
+    taken = frozenset(commands)
+    unknown = taken - COMMANDS
+    assert not unknown, f"no such command: {', '.join(sorted(unknown))}"
+    spec = OptionSpec(help, taken, type, flag, short, multiple, required, env)
+    return field(default=default, metadata={"option": spec})
+
+
+def envvar(name: str) -> str:
+    """The environment variable the setting `name` is read from."""
+    spec: OptionSpec = SETTINGS_FIELDS[name].metadata["option"]
+    return f"{ENV_PREFIX}_{spec.env or name.upper()}"
 
 
 def split_list(values: tuple[str, ...]) -> list[str]:
@@ -38,260 +88,302 @@ def split_list(values: tuple[str, ...]) -> list[str]:
     return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
-# --allow-recursion words: every registered dataplane address; nobody at all.
-RECURSION_DATAPLANES = "dataplanes"
-RECURSION_NONE = "none"
+_SERVE_AND_EXPORT = (SERVE, EXPORT_ZONE)
+_DATABASE = (SERVE, MIGRATE, EXPORT_ZONE, *TOKEN_COMMANDS)
+_LOGGING = (SERVE, SYNC, DP_RUN)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything `meshdns serve` and friends can be told, with DESIGN's defaults."""
+    """Everything `meshdns` and its commands can be told, with DESIGN's defaults.
 
-    database_url: str = field(
-        default="sqlite+aiosqlite:///meshdns.db",
-        metadata=_option(
-            "SQLAlchemy URL of the registry: sqlite+aiosqlite:///FILE or postgresql+asyncpg://..."
-        ),
+    A command's `--help` lists its options in the order they are declared here.
+    """
+
+    # -- the dataplane agent (`dp run`) ---------------------------------------------------
+    cp: str | None = option(
+        None, "URL of the control plane API.", commands=(DP_RUN,), required=True
     )
-    dns_address: str = field(
-        default="127.0.0.1", metadata=_option("Address the DNS server listens on (UDP and TCP).")
+    dataplane_file: str | None = option(
+        None,
+        "The Dataplane resource (Kuma Universal YAML or JSON).",
+        commands=(DP_RUN,),
+        type=click.Path(exists=True, dir_okay=False),
+        required=True,
     )
-    dns_port: int = field(
-        default=5653,
-        metadata=_option("Port of the DNS server (UDP and TCP).", type=click.IntRange(0, 65535)),
+    dp_dns_address: str = option(
+        "127.0.0.1", "Address of the local DNS server.", commands=(DP_RUN,), flag="--dns-address"
     )
-    api_address: str = field(
-        default="127.0.0.1", metadata=_option("Address the HTTP API listens on.")
+    dp_dns_port: int = option(
+        15053,
+        "Port of the local DNS server (UDP and TCP).",
+        commands=(DP_RUN,),
+        type=click.IntRange(0, 65535),
+        flag="--dns-port",
     )
-    api_port: int = field(
-        default=5681, metadata=_option("Port of the HTTP API.", type=click.IntRange(0, 65535))
+    dp_token_file: str | None = option(
+        None,
+        "File holding a dataplane token (`meshdns token generate --type dataplane`); "
+        "read again when the control plane answers 401, so it can be renewed in place.",
+        commands=(DP_RUN,),
+        type=click.Path(exists=True, dir_okay=False),
+        flag="--token-file",
+        env="TOKEN_FILE",
     )
-    domain: str = field(
-        default="mesh", metadata=_option("The DNS zone meshdns is authoritative for.")
+    # -- the client commands (and the agent) -----------------------------------------------
+    api: str = option("http://127.0.0.1:5681", "URL of the meshdns API.", commands=CLIENT_COMMANDS)
+    mesh: str = option(
+        "default",
+        "The mesh to work on.",
+        commands=("get", "delete", EXPORT_ZONE),
+        short="-m",
     )
-    mode: str = field(
-        default="standalone",
-        metadata=_option(
-            "Control plane mode.", type=click.Choice(["standalone", "zone", "global"])
-        ),
+    token_file: str | None = option(
+        None,
+        "File holding the bearer token for the API (`meshdns token generate`); "
+        f"else ${ENV_PREFIX}_TOKEN, else none (loopback is admin by default).",
+        commands=CLIENT_COMMANDS,
+        type=click.Path(dir_okay=False),
     )
-    zone: str | None = field(
-        default=None, metadata=_option("Name of this zone (with --mode zone).")
+    ca_cert: str | None = option(
+        None,
+        "PEM CA certificate(s) to verify an https API with (default: the system's).",
+        commands=(*CLIENT_COMMANDS, DP_RUN),
+        type=click.Path(exists=True, dir_okay=False),
     )
-    default_mesh: str = field(
-        default="default",
-        metadata=_option("Mesh whose names are answered for clients that are not dataplanes."),
+    # -- the registry ----------------------------------------------------------------
+    database_url: str = option(
+        "sqlite+aiosqlite:///meshdns.db",
+        "SQLAlchemy URL of the registry: sqlite+aiosqlite:///FILE or postgresql+asyncpg://...",
+        commands=_DATABASE,
     )
-    vip_cidr: str = field(
-        default="240.0.0.0/4", metadata=_option("IPv4 range virtual IPs are allocated from.")
+    # -- the DNS server ----------------------------------------------------------------
+    dns_address: str = option(
+        "127.0.0.1", "Address the DNS server listens on (UDP and TCP).", commands=_SERVE_AND_EXPORT
     )
-    vip6_cidr: str | None = field(
-        default=None, metadata=_option("IPv6 range for IPv6 virtual IPs (off by default).")
+    dns_port: int = option(
+        5653,
+        "Port of the DNS server (UDP and TCP).",
+        commands=(SERVE,),
+        type=click.IntRange(0, 65535),
     )
-    vip_quarantine: float = field(
-        default=3600.0,
-        metadata=_option(
-            "Seconds a released virtual IP is held before another service may get it.",
-            type=click.FloatRange(0),
-        ),
+    # -- the HTTP API ------------------------------------------------------------------
+    api_address: str = option("127.0.0.1", "Address the HTTP API listens on.", commands=(SERVE,))
+    api_port: int = option(
+        5681, "Port of the HTTP API.", commands=(SERVE,), type=click.IntRange(0, 65535)
     )
-    ttl: int = field(
-        default=30, metadata=_option("TTL of VIP answers, in seconds.", type=click.IntRange(0))
+    # -- the zone ------------------------------------------------------------------------
+    domain: str = option(
+        "mesh", "The DNS zone meshdns is authoritative for.", commands=_SERVE_AND_EXPORT
     )
-    endpoints_ttl: int = field(
-        default=5, metadata=_option("TTL of endpoint answers, in seconds.", type=click.IntRange(0))
+    mode: str = option(
+        "standalone",
+        "Control plane mode.",
+        commands=(SERVE,),
+        type=click.Choice(["standalone", "zone", "global"]),
     )
-    negative_ttl: int = field(
-        default=30,
-        metadata=_option(
-            "SOA minimum: how long resolvers may cache NXDOMAIN and NODATA.", type=click.IntRange(0)
-        ),
+    zone: str | None = option(
+        None, "Name of this zone (with --mode zone).", commands=(SERVE, SYNC, EXPORT_ZONE)
     )
-    allow_recursion: tuple[str, ...] = field(
-        default=("127.0.0.0/8", "::1/128", RECURSION_DATAPLANES),
-        metadata=_option(
-            "Who may have names outside the zone resolved (forwarded upstream): CIDRs, "
-            f"'{RECURSION_DATAPLANES}' for every registered dataplane, or "
-            f"'{RECURSION_NONE}'. Repeat or comma-separate; replaces the default. "
-            "Everyone else is REFUSED.",
-            multiple=True,
-        ),
+    default_mesh: str = option(
+        "default",
+        "Mesh whose names are answered for clients that are not dataplanes.",
+        commands=(SERVE,),
     )
-    resolver_address: tuple[str, ...] = field(
-        default=("127.0.0.1", "::1"),
-        metadata=_option(
-            "Addresses resolvers forward queries from (a node's resolver, on loopback): a "
-            "query from one is answered in --default-mesh, never in the view of a dataplane "
-            "registered there. Repeat or comma-separate; replaces the default.",
-            multiple=True,
-        ),
+    vip_cidr: str = option(
+        "240.0.0.0/4", "IPv4 range virtual IPs are allocated from.", commands=(SERVE,)
     )
-    upstream: tuple[str, ...] = field(
-        default=(),
-        metadata=_option(
-            "Upstream resolver ADDR[:PORT] for names outside the zone. Repeat or "
-            "comma-separate; default: the nameservers of /etc/resolv.conf.",
-            multiple=True,
-        ),
+    vip6_cidr: str | None = option(
+        None, "IPv6 range for IPv6 virtual IPs (off by default).", commands=(SERVE,)
     )
-    heartbeat_interval: float = field(
-        default=5.0,
-        metadata=_option(
-            "Seconds between a dataplane agent's heartbeats (agents are told at connect); "
-            "also how often heartbeats are written and offline dataplanes looked for.",
-            type=click.FloatRange(0.05),
-        ),
+    vip_quarantine: float = option(
+        3600.0,
+        "Seconds a released virtual IP is held before another service may get it.",
+        commands=(SERVE,),
+        type=click.FloatRange(0),
     )
-    offline_after: int = field(
-        default=3,
-        metadata=_option(
-            "Missed heartbeats after which an agent's dataplane is offline (no endpoint).",
-            type=click.IntRange(2),
-        ),
+    ttl: int = option(
+        30, "TTL of VIP answers, in seconds.", commands=_SERVE_AND_EXPORT, type=click.IntRange(0)
     )
-    agent_cleanup_delay: float = field(
-        default=60.0,
-        metadata=_option(
-            "Seconds an offline dataplane registered by an agent is kept before deletion.",
-            type=click.FloatRange(0),
-        ),
+    endpoints_ttl: int = option(
+        5,
+        "TTL of endpoint answers, in seconds.",
+        commands=_SERVE_AND_EXPORT,
+        type=click.IntRange(0),
     )
-    offline_gc_age: float = field(
-        default=259200.0,
-        metadata=_option(
-            "Seconds an offline dataplane created through the API is kept before deletion "
-            "(Kuma's 72 h).",
-            type=click.FloatRange(0),
-        ),
+    negative_ttl: int = option(
+        30,
+        "SOA minimum: how long resolvers may cache NXDOMAIN and NODATA.",
+        commands=_SERVE_AND_EXPORT,
+        type=click.IntRange(0),
     )
-    dns_workers: int = field(
-        default=1,
-        metadata=_option(
-            "DNS processes sharing the DNS port (SO_REUSEPORT); each follows the registry "
-            "itself. 1: the serve process alone.",
-            type=click.IntRange(1, 64),
-        ),
+    allow_recursion: tuple[str, ...] = option(
+        ("127.0.0.0/8", "::1/128", RECURSION_DATAPLANES),
+        "Who may have names outside the zone resolved (forwarded upstream): CIDRs, "
+        f"'{RECURSION_DATAPLANES}' for every registered dataplane, or "
+        f"'{RECURSION_NONE}'. Repeat or comma-separate; replaces the default. "
+        "Everyone else is REFUSED.",
+        commands=(SERVE,),
+        multiple=True,
     )
-    allow_transfer: tuple[str, ...] = field(
-        default=(),
-        metadata=_option(
-            "CIDRs that may transfer the zone (AXFR/IXFR of the default mesh's view). "
-            "Repeat or comma-separate; default: nobody (REFUSED).",
-            multiple=True,
-        ),
+    resolver_address: tuple[str, ...] = option(
+        ("127.0.0.1", "::1"),
+        "Addresses resolvers forward queries from (a node's resolver, on loopback): a "
+        "query from one is answered in --default-mesh, never in the view of a dataplane "
+        "registered there. Repeat or comma-separate; replaces the default.",
+        commands=(SERVE,),
+        multiple=True,
     )
-    notify: tuple[str, ...] = field(
-        default=(),
-        metadata=_option(
-            "Secondary ADDR[:PORT] to send NOTIFY to when the zone changes. Repeat or "
-            "comma-separate.",
-            multiple=True,
-        ),
+    upstream: tuple[str, ...] = option(
+        (),
+        "Upstream resolver ADDR[:PORT] for names outside the zone. Repeat or "
+        "comma-separate; default: the nameservers of /etc/resolv.conf.",
+        commands=(SERVE, DP_RUN),
+        multiple=True,
     )
-    loopback_admin: bool = field(
-        default=True,
-        metadata=_option(
-            "Treat API requests from loopback as admin without a token (Kuma's default); "
-            "--no-loopback-admin requires a token from everyone.",
-            flag="--loopback-admin/--no-loopback-admin",
-        ),
+    # -- dataplane liveness ------------------------------------------------------------
+    heartbeat_interval: float = option(
+        5.0,
+        "Seconds between a dataplane agent's heartbeats (agents are told at connect); "
+        "also how often heartbeats are written and offline dataplanes looked for.",
+        commands=(SERVE,),
+        type=click.FloatRange(0.05),
     )
-    api_tls_cert: str | None = field(
-        default=None,
-        metadata=_option("PEM certificate (chain) for HTTPS on the API; needs --api-tls-key."),
+    offline_after: int = option(
+        3,
+        "Missed heartbeats after which an agent's dataplane is offline (no endpoint).",
+        commands=(SERVE,),
+        type=click.IntRange(2),
     )
-    api_tls_key: str | None = field(
-        default=None, metadata=_option("PEM private key of --api-tls-cert.")
+    agent_cleanup_delay: float = option(
+        60.0,
+        "Seconds an offline dataplane registered by an agent is kept before deletion.",
+        commands=(SERVE,),
+        type=click.FloatRange(0),
     )
-    rate_limit: int = field(
-        default=10000,
-        metadata=_option(
-            "DNS responses per second to one client network (token bucket, burst of one "
-            "second); 0: no limit.",
-            type=click.IntRange(0),
-        ),
+    offline_gc_age: float = option(
+        259200.0,
+        "Seconds an offline dataplane created through the API is kept before deletion "
+        "(Kuma's 72 h).",
+        commands=(SERVE,),
+        type=click.FloatRange(0),
     )
-    rate_limit_slip: int = field(
-        default=2,
-        metadata=_option(
-            "Of the UDP responses over the limit, every Nth is sent empty with TC set, so a "
-            "real client retries over TCP (BIND's slip); the others are dropped. 0: drop all.",
-            type=click.IntRange(0),
-        ),
+    # -- scale-out, transfers, API security ----------------------------------------------
+    dns_workers: int = option(
+        1,
+        "DNS processes sharing the DNS port (SO_REUSEPORT); each follows the registry "
+        "itself. 1: the serve process alone.",
+        commands=(SERVE,),
+        type=click.IntRange(1, 64),
     )
-    rate_limit_ipv4_prefix: int = field(
-        default=32,
-        metadata=_option(
-            "IPv4 prefix length that makes one client network for --rate-limit.",
-            type=click.IntRange(0, 32),
-        ),
+    allow_transfer: tuple[str, ...] = option(
+        (),
+        "CIDRs that may transfer the zone (AXFR/IXFR of the default mesh's view). "
+        "Repeat or comma-separate; default: nobody (REFUSED).",
+        commands=(SERVE,),
+        multiple=True,
     )
-    rate_limit_ipv6_prefix: int = field(
-        default=64,
-        metadata=_option(
-            "IPv6 prefix length that makes one client network for --rate-limit.",
-            type=click.IntRange(0, 128),
-        ),
+    notify: tuple[str, ...] = option(
+        (),
+        "Secondary ADDR[:PORT] to send NOTIFY to when the zone changes. Repeat or comma-separate.",
+        commands=(SERVE,),
+        multiple=True,
     )
-    tcp_max_connections: int = field(
-        default=256,
-        metadata=_option(
-            "Open DNS TCP connections at most; past it the longest idle one is closed.",
-            type=click.IntRange(1),
-        ),
+    loopback_admin: bool = option(
+        True,
+        "Treat API requests from loopback as admin without a token (Kuma's default); "
+        "--no-loopback-admin requires a token from everyone.",
+        commands=(SERVE,),
+        flag="--loopback-admin/--no-loopback-admin",
     )
-    tcp_idle_timeout: float = field(
-        default=10.0,
-        metadata=_option(
-            "Seconds a DNS TCP connection may stay idle before it is closed (RFC 7766).",
-            type=click.FloatRange(0.1),
-        ),
+    api_tls_cert: str | None = option(
+        None,
+        "PEM certificate (chain) for HTTPS on the API; needs --api-tls-key.",
+        commands=(SERVE,),
     )
-    zone_database_url: str | None = field(
-        default=None,
-        metadata=_option("`sync`: SQLAlchemy URL of the zone control plane's registry."),
+    api_tls_key: str | None = option(None, "PEM private key of --api-tls-cert.", commands=(SERVE,))
+    # -- what one DNS client may cost ----------------------------------------------------
+    rate_limit: int = option(
+        10000,
+        "DNS responses per second to one client network (token bucket, burst of one "
+        "second); 0: no limit.",
+        commands=(SERVE,),
+        type=click.IntRange(0),
     )
-    global_database_url: str | None = field(
-        default=None,
-        metadata=_option("`sync`: SQLAlchemy URL of the global control plane's registry."),
+    rate_limit_slip: int = option(
+        2,
+        "Of the UDP responses over the limit, every Nth is sent empty with TC set, so a "
+        "real client retries over TCP (BIND's slip); the others are dropped. 0: drop all.",
+        commands=(SERVE,),
+        type=click.IntRange(0),
     )
-    sync_batch: int = field(
-        default=1000,
-        metadata=_option(
-            "`sync`: changes replicated per transaction.", type=click.IntRange(1, 100_000)
-        ),
+    rate_limit_ipv4_prefix: int = option(
+        32,
+        "IPv4 prefix length that makes one client network for --rate-limit.",
+        commands=(SERVE,),
+        type=click.IntRange(0, 32),
     )
-    sync_poll_interval: float = field(
-        default=1.0,
-        metadata=_option(
-            "`sync`: seconds between looks for changes when no NOTIFY says so (Postgres "
-            "notifies at once; SQLite is polled).",
-            type=click.FloatRange(0.01),
-        ),
+    rate_limit_ipv6_prefix: int = option(
+        64,
+        "IPv6 prefix length that makes one client network for --rate-limit.",
+        commands=(SERVE,),
+        type=click.IntRange(0, 128),
     )
-    metrics_port: int | None = field(
-        default=None,
-        metadata=_option(
-            "`sync`: serve Prometheus metrics on this port (GET /metrics); off by default.",
-            type=click.IntRange(0, 65535),
-        ),
+    tcp_max_connections: int = option(
+        256,
+        "Open DNS TCP connections at most; past it the longest idle one is closed.",
+        commands=(SERVE,),
+        type=click.IntRange(1),
     )
-    metrics_address: str = field(
-        default="127.0.0.1",
-        metadata=_option("`sync`: address the metrics port (--metrics-port) listens on."),
+    tcp_idle_timeout: float = option(
+        10.0,
+        "Seconds a DNS TCP connection may stay idle before it is closed (RFC 7766).",
+        commands=(SERVE,),
+        type=click.FloatRange(0.1),
     )
-    log_level: str = field(
-        default="info",
-        metadata=_option(
-            "Log level.",
-            type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-        ),
+    # -- the sync worker -----------------------------------------------------------------
+    zone_database_url: str | None = option(
+        None, "`sync`: SQLAlchemy URL of the zone control plane's registry.", commands=(SYNC,)
     )
-    log_format: str = field(
-        default="text",
-        metadata=_option(
-            "Log lines as text, or as one JSON object each.", type=click.Choice(["text", "json"])
-        ),
+    global_database_url: str | None = option(
+        None, "`sync`: SQLAlchemy URL of the global control plane's registry.", commands=(SYNC,)
+    )
+    sync_batch: int = option(
+        1000,
+        "`sync`: changes replicated per transaction.",
+        commands=(SYNC,),
+        type=click.IntRange(1, 100_000),
+    )
+    sync_poll_interval: float = option(
+        1.0,
+        "`sync`: seconds between looks for changes when no NOTIFY says so (Postgres "
+        "notifies at once; SQLite is polled).",
+        commands=(SYNC,),
+        type=click.FloatRange(0.01),
+    )
+    metrics_port: int | None = option(
+        None,
+        "`sync`: serve Prometheus metrics on this port (GET /metrics); off by default.",
+        commands=(SYNC,),
+        type=click.IntRange(0, 65535),
+    )
+    metrics_address: str = option(
+        "127.0.0.1",
+        "`sync`: address the metrics port (--metrics-port) listens on.",
+        commands=(SYNC,),
+    )
+    # -- logging -----------------------------------------------------------------------
+    log_level: str = option(
+        "info",
+        "Log level.",
+        commands=_LOGGING,
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    )
+    log_format: str = option(
+        "text",
+        "Log lines as text, or as one JSON object each.",
+        commands=_LOGGING,
+        type=click.Choice(["text", "json"]),
     )
 
     def __post_init__(self) -> None:
@@ -322,16 +414,12 @@ class Settings:
                 raise click.BadParameter(
                     f"{item!r} is not an IP address", param_hint="--resolver-address"
                 ) from None
-        for item in split_list(self.upstream):
-            try:
-                UpstreamServer.parse(item)
-            except ConfigError as error:
-                raise click.BadParameter(str(error), param_hint="--upstream") from None
-        for item in split_list(self.notify):
-            try:
-                UpstreamServer.parse(item)
-            except ConfigError as error:
-                raise click.BadParameter(str(error), param_hint="--notify") from None
+        for name, values in (("--upstream", self.upstream), ("--notify", self.notify)):
+            for item in split_list(values):
+                try:
+                    UpstreamServer.parse(item)
+                except ConfigError as error:
+                    raise click.BadParameter(str(error), param_hint=name) from None
         for item in split_list(self.allow_transfer):
             try:
                 ip_network(item, strict=False)
@@ -348,46 +436,15 @@ class Settings:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Settings:
-        names = {f.name for f in dataclasses.fields(cls)}
-        # A repeatable option given no value comes as (): the default then applies.
+        """The settings given as options (by field name); the others keep their defaults."""
+        # An option not given comes as None, a repeatable one as (): the default applies.
         return cls(
             **{
                 key: value
                 for key, value in options.items()
-                if key in names and value is not None and value != ()
+                if key in SETTINGS_FIELDS and value is not None and value != ()
             }
         )
 
 
-def _default_text(default: Any) -> str:
-    if isinstance(default, tuple):
-        return f"  [default: {','.join(default)}]" if default else ""
-    return f"  [default: {default}]"
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def options(*names: str) -> Callable[[F], F]:
-    """Add the click options for the named settings fields to a command."""
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
-
-    def decorate(command: F) -> F:
-        for name in reversed(names):
-            spec = fields[name]
-            meta = spec.metadata
-            flag = meta["flag"] or "--" + name.replace("_", "-")
-            decls = [flag] + ([meta["short"]] if meta["short"] else [])
-            command = click.option(
-                *decls,
-                name,
-                default=None,
-                type=meta["type"],
-                multiple=meta["multiple"],
-                envvar=f"{ENV_PREFIX}_{name.upper()}",
-                show_envvar=True,
-                help=f"{meta['help']}{_default_text(spec.default)}",
-            )(command)
-        return command
-
-    return decorate
+SETTINGS_FIELDS = {spec.name: spec for spec in fields(Settings)}

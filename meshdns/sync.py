@@ -7,8 +7,8 @@ import contextlib
 import logging
 import signal
 
-from meshdns.app import prepare_database
 from meshdns.settings import Settings
+from meshdns.wiring import prepare_database, vip_settings
 from registry.store import Store
 from registry.store.database import create_engine
 from registry.sync import SyncSettings, SyncWorker
@@ -26,10 +26,11 @@ async def run_sync(settings: Settings) -> None:
     zone_engine = create_engine(settings.zone_database_url)
     global_engine = create_engine(settings.global_database_url)
     # Global holds no VIPs; the zone gives remote services theirs.
+    vips = vip_settings(settings)
     worker = SyncWorker(
         settings.zone,
-        Store(zone_engine, mode=ZONE),
-        Store(global_engine, mode=GLOBAL),
+        Store(zone_engine, vips, mode=ZONE),
+        Store(global_engine, vips, mode=GLOBAL),
         SyncSettings(batch=settings.sync_batch, poll_interval=settings.sync_poll_interval),
     )
     stop = asyncio.Event()

@@ -3,9 +3,10 @@
 The `serve` process is DNS process 0; it starts N-1 workers (``python -m
 meshdns.workers``), each with its own snapshot follower and DNS server bound with
 SO_REUSEPORT, so the kernel spreads clients (by address and port) over all of them.
-A worker is read-only: no API, no liveness, no migrations, no NOTIFY. It learns of
-writes as any reader does: by LISTEN on Postgres (polling as a fallback), by polling
-every :data:`SQLITE_WORKER_POLL` seconds on SQLite, which has no notifications.
+A worker is read-only: no API, no liveness, no migrations, no NOTIFY. It is built as
+the `serve` process is (meshdns/wiring.py), so it answers alike, and learns of writes as
+any reader does: by LISTEN on Postgres (polling as a fallback), by polling on SQLite,
+which has no notifications across processes.
 
 A worker's standard input is a pipe from its parent: its first line is the settings
 (JSON); when it closes (the parent exited, however it died), the worker stops; so does
@@ -24,21 +25,21 @@ import sys
 from typing import Any
 
 from meshdns.logs import configure_logging
-from meshdns.settings import Settings
+from meshdns.settings import SETTINGS_FIELDS, Settings
+from meshdns.wiring import (
+    build_dns_server,
+    build_follower,
+    build_forwarder,
+    build_handler,
+    build_store,
+)
+from registry.store.database import create_engine
 
 log = logging.getLogger("meshdns")
 
-# How often a worker reads the feed of a SQLite registry: writes made by the API in
-# the serve process reach workers within this (Postgres workers are woken by NOTIFY).
-SQLITE_WORKER_POLL = 0.1
 _READY = b"ready\n"
 _START_TIMEOUT = 60.0
 _STOP_TIMEOUT = 5.0
-
-
-def server_id(index: int) -> str:
-    """What `id.server. CH TXT` answers in DNS process ``index``."""
-    return f"meshdns-{index}"
 
 
 class Workers:
@@ -99,30 +100,12 @@ class Workers:
 
 async def run_worker(settings: Settings, port: int, index: int) -> None:
     """One worker: follow the registry, answer DNS on the shared port, until told to stop."""
-    from dnsserver.forward import Forwarder
-    from dnsserver.handler import Handler
-    from dnsserver.server import DnsServer
-    from meshdns.app import dns_limits, is_sqlite, upstream_servers, vip_settings, zone_config
-    from registry.feed.follower import RegistryFollower
-    from registry.store import Store
-    from registry.store.database import create_engine
-
     engine = create_engine(settings.database_url)
-    store = Store(engine, vip_settings(settings))
-    upstreams = upstream_servers(settings)
-    forwarder = Forwarder(upstreams) if upstreams else None
-    handler = Handler(zone_config(settings, index), forwarding=forwarder is not None)
-    poll = SQLITE_WORKER_POLL if is_sqlite(settings.database_url) else 1.0
-    follower = RegistryFollower(store, handler.update, poll_interval=poll)
+    forwarder = build_forwarder(settings)
+    handler = build_handler(settings, index, forwarder)
+    follower = build_follower(settings, build_store(settings, engine), handler.update)
     await follower.load()
-    dns = DnsServer(
-        handler,
-        settings.dns_address,
-        port,
-        limits=dns_limits(settings),
-        forwarder=forwarder,
-        reuse_port=True,
-    )
+    dns = build_dns_server(settings, handler, forwarder, port)
     await dns.start()
 
     stop = asyncio.Event()
@@ -151,9 +134,9 @@ async def run_worker(settings: Settings, port: int, index: int) -> None:
 
 def main(argv: list[str]) -> None:
     given: dict[str, Any] = json.loads(sys.stdin.buffer.readline())
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    # JSON has no tuples: the repeatable options come back as lists.
     values: dict[str, Any] = {
-        name: tuple(value) if isinstance(fields[name].default, tuple) else value
+        name: tuple(value) if isinstance(SETTINGS_FIELDS[name].default, tuple) else value
         for name, value in given.items()
     }
     settings = Settings(**values)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dnsserver.handler import Handler
 from dnsserver.zonefile import render, zone_records
-from meshdns.app import vip_settings, zone_config
 from meshdns.settings import Settings
+from meshdns.wiring import build_follower, build_handler, build_store
 from registry.errors import RegistryError
-from registry.feed.follower import RegistryFollower
-from registry.store import Store
 from registry.store.database import create_engine
 
 
@@ -21,10 +18,12 @@ class MeshNotFound(RegistryError):
 async def export_zone(settings: Settings, mesh: str) -> str:
     """The zone of ``mesh`` as a zone file: SOA (serial = registry revision), NS and glue,
     VIPs, endpoints, SRV and ``<hex>.addr`` records, dotted aliases."""
+    # Built as DNS process 0 is, answering in `mesh` as a query from outside it would be.
+    settings = replace(settings, default_mesh=mesh)
     engine = create_engine(settings.database_url)
     try:
-        handler = Handler(replace(zone_config(settings), default_mesh=mesh))
-        follower = RegistryFollower(Store(engine, vip_settings(settings)), handler.update)
+        handler = build_handler(settings)
+        follower = build_follower(settings, build_store(settings, engine), handler.update)
         await follower.load()
     finally:
         await engine.dispose()

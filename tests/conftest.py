@@ -3,7 +3,7 @@
 - ``database_url``: the async URL of a fresh database migrated to the newest revision,
   once per backend (test ids ``[sqlite]`` and ``[postgres]``; the Postgres one carries
   the ``postgres`` marker, so ``-m "not postgres"`` runs SQLite only).
-- ``store``: a ``Store`` over ``database_url`` with default VIP settings.
+- ``store``: a ``Store`` over ``database_url`` with `serve`'s default VIP settings.
 - ``make_store``: ``make_store(VipSettings(...))`` gives another ``Store`` (its own
   engine) over the same database, e.g. to show state surviving a restart.
 - ``postgres_database_url``: like ``database_url``, Postgres only (mark the test
@@ -19,6 +19,11 @@ Postgres comes from ``MESHDNS_TEST_POSTGRES_URL`` (a libpq URL of a role that ma
 create databases; default ``postgresql://postgres@127.0.0.1:5432/postgres``). When it
 cannot be reached the Postgres tests are skipped with the reason, except under
 ``CI=true``, where they fail.
+
+The suite runs in pytest-xdist workers (``-n``, set in pyproject.toml): each worker has
+databases of its own (their names carry the worker's id), its own tmp dirs (xdist's),
+and its own slice of ports (``tests.helpers.free_port``). The long tests start first and
+the tests marked ``serial`` run alone (tests/scheduling.py, a plugin of this file).
 """
 
 from __future__ import annotations
@@ -37,9 +42,13 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from meshdns.settings import Settings
+from meshdns.wiring import vip_settings
 from registry.store import Store, VipSettings
 from registry.store.database import create_engine, upgrade
 from tests.helpers import Meshdns
+
+pytest_plugins = ["tests.scheduling"]  # long tests first, serial ones alone
 
 T = TypeVar("T")
 
@@ -70,8 +79,10 @@ class PostgresAdmin:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.names = (f"meshdns_test_{os.getpid()}_{n}" for n in itertools.count())
-        self.template = f"meshdns_template_{os.getpid()}"
+        # Unique among the workers of a run, and among runs at once on one server.
+        owner = f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
+        self.names = (f"meshdns_test_{owner}_{n}" for n in itertools.count())
+        self.template = f"meshdns_template_{owner}"
         self.template_ready = False
         self.error: str | None = None
         self.drops: list[Future[None]] = []
@@ -222,7 +233,7 @@ async def make_store(database_url: str) -> AsyncIterator[Callable[..., Store]]:
     def make(vips: VipSettings | None = None) -> Store:
         engine = create_engine(database_url)
         engines.append(engine)
-        return Store(engine, vips)
+        return Store(engine, vips or vip_settings(Settings()))
 
     yield make
     for engine in engines:

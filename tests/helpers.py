@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,16 +27,31 @@ LOOPBACK_SINK = "127.0.0.1:9"  # the discard port: nothing listens, so nothing a
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T], what: str, timeout: float = 15.0) -> T:
-    """``check()``'s first truthy value, polling; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
+def poll(check: Callable[[], T], timeout: float, interval: float = 0.05) -> tuple[T, float]:
+    """``check()``'s first truthy value, or its last value once ``timeout`` has passed;
+    and the seconds that took. The one polling loop of the tests: every wait calls it."""
+    start = time.monotonic()
     while True:
         value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what} (last: {value!r})")
-        time.sleep(0.05)
+        elapsed = time.monotonic() - start
+        if value or elapsed >= timeout:
+            return value, elapsed
+        time.sleep(interval)
+
+
+def eventually(
+    check: Callable[[], T],
+    what: str | Callable[[], str],
+    timeout: float = 15.0,
+    interval: float = 0.05,
+) -> T:
+    """``check()``'s first truthy value, polling; fail naming ``what`` after ``timeout``
+    (``what`` may be a function, to describe the failure with what is known by then)."""
+    value, _ = poll(check, timeout, interval)
+    if not value:
+        described = what() if callable(what) else what
+        raise AssertionError(f"not within {timeout}s: {described} (last: {value!r})")
+    return value
 
 
 def stop_process(process: subprocess.Popen[Any]) -> int:
@@ -50,19 +66,51 @@ def stop_process(process: subprocess.Popen[Any]) -> int:
     return process.returncode
 
 
+# Ports handed out by free_port(): below the kernel's ephemeral range (32768 and up on
+# Linux), where no client socket is given a port behind our back, and cut into one slice
+# per pytest-xdist worker so that two workers never hand out the same port.
+PORTS = range(20_000, 32_768)
+
+
+def _port_slice() -> range:
+    """This process's share of PORTS: its xdist worker's slice, or all of it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    size = len(PORTS) // max(workers, 1)
+    return range(PORTS.start + index * size, PORTS.start + (index + 1) * size)
+
+
+def _candidate_ports() -> Iterator[int]:
+    """The slice's ports in turn, from a random one on: two test runs at once on the same
+    machine (each with a worker gw0) seldom walk the same ports at the same time."""
+    ports = _port_slice()
+    start = random.SystemRandom().randrange(len(ports))  # whatever a test seeded
+    while True:
+        for offset in range(len(ports)):
+            yield ports[(start + offset) % len(ports)]
+
+
+_CANDIDATES = _candidate_ports()
+
+
 def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
+    """A port free for both TCP and UDP on 127.0.0.1, never handed out twice in one run
+    (until the worker's slice of ports wraps around)."""
+    for _ in range(200):
+        port = next(_CANDIDATES)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 try:
                     udp.bind(("127.0.0.1", port))
                 except OSError:
                     continue
                 return port
-    raise RuntimeError("no free port")
+    raise RuntimeError(f"no free port in {_port_slice()}")
 
 
 def require_tool(name: str) -> str:
@@ -113,17 +161,18 @@ class Meshdns:
                 text=True,
                 env=env,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def ready() -> bool:
+            if process.poll() is not None:
                 raise AssertionError(f"meshdns exited early:\n{self.log()}")
             try:
-                if httpx.get(self.api + "/readyz", timeout=1).status_code == 200:
-                    return self
+                return httpx.get(self.api + "/readyz", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"meshdns not ready in {timeout}s:\n{self.log()}")
+                return False
+
+        eventually(ready, lambda: f"meshdns ready:\n{self.log()}", timeout)
+        return self
 
     def stop(self) -> int:
         assert self.process is not None

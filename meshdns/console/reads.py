@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from registry.agents.liveness import Insight
-from registry.api import ZONE_OFFLINE_AFTER
+from registry.api.zones import ZONE_OFFLINE_AFTER
 from registry.schema import SERVICE_TAG, ZONE_TAG, Dataplane, Zone
 from registry.snapshot import Snapshot
 from registry.store import Store

@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registry.errors import DatabaseUnavailable, NotFound
-from registry.models import DataplaneInsightRow, DataplaneRow, InboundRow, MeshRow
+from registry.models import DataplaneInsightRow, DataplaneRow, MeshRow
 from registry.schema import Dataplane
-from registry.store import Store, Transaction, _Unchanged
-from registry.store.vips import release_vips
+from registry.store import Store, Unchanged
 from registry.write_rules import check_write
 
 log = logging.getLogger("meshdns.liveness")
@@ -110,8 +109,8 @@ class Liveness:
         """Register (create or update) an agent's dataplane and mark it online; True if new."""
         check_write(self.store.mode, "Dataplane")
         async with self.store.writing() as transaction:
+            created = await self.store.put_in(transaction, dataplane)
             connection, now = transaction.connection, transaction.now
-            created = await self.store._put_dataplane(connection, dataplane, now)
             dataplane_id = await _dataplane_id(connection, (dataplane.mesh, dataplane.name))
             assert dataplane_id is not None
             changed = await connection.execute(
@@ -129,7 +128,6 @@ class Liveness:
                         last_seen=now,
                     )
                 )
-            transaction.record("Dataplane", dataplane.mesh, dataplane.name)
         self._beats.pop((dataplane.mesh, dataplane.name), None)
         self._on_change()
         return created
@@ -173,7 +171,7 @@ class Liveness:
                 raise NotFound(f'dataplane "{key[1]}" not found in mesh "{key[0]}"')
             dataplane_id, origin = row
             if origin == ORIGIN_AGENT:
-                await _delete(transaction, dataplane_id, key)
+                await self.store.delete_in(transaction, "Dataplane", *key)
             else:
                 await connection.execute(
                     update(DataplaneInsightRow)
@@ -247,8 +245,8 @@ class Liveness:
                     )
                     transaction.record("Dataplane", *key)
                 if not revived:
-                    raise _Unchanged
-        except _Unchanged:
+                    raise Unchanged
+        except Unchanged:
             return
         self._on_change()
 
@@ -293,12 +291,12 @@ class Liveness:
                     )
                     transaction.record("Dataplane", *key)
                     offline.append(key)
-                for dataplane_id, key in await _select_keys(connection, None, expired):
-                    await _delete(transaction, dataplane_id, key)
+                for _, key in await _select_keys(connection, None, expired):
+                    await self.store.delete_in(transaction, "Dataplane", *key)
                     deleted.append(key)
                 if not offline and not deleted:
-                    raise _Unchanged  # roll back: no revision spent on nothing
-        except _Unchanged:
+                    raise Unchanged  # roll back: no revision spent on nothing
+        except Unchanged:
             return SweepResult()
         for key in offline:
             log.info("dataplane %s/%s is offline (no heartbeat)", *key)
@@ -389,16 +387,3 @@ async def _select_keys(
         chunk = query.where(_KEY.in_(ordered[start : start + 500]))
         found += [(row[0], (row[1], row[2])) for row in await connection.execute(chunk)]
     return found
-
-
-async def _delete(transaction: Transaction, dataplane_id: int, key: DataplaneKey) -> None:
-    """Delete a dataplane in `transaction`, its VIPs released as Store.delete_dataplane does."""
-    connection = transaction.connection
-    services = set(
-        await connection.scalars(
-            select(InboundRow.service).where(InboundRow.dataplane_id == dataplane_id)
-        )
-    )
-    await connection.execute(delete(DataplaneRow).where(DataplaneRow.id == dataplane_id))
-    await release_vips(connection, key[0], services, transaction.now)
-    transaction.record("Dataplane", *key, deleted=True)

@@ -21,16 +21,11 @@ from fastapi.responses import JSONResponse, Response
 
 from registry.agents.liveness import Insight, Liveness
 from registry.agents.service_feed import ServiceFeed
-from registry.api import (
-    OffsetQuery,
-    SizeQuery,
-    _listing,
-    _tag_filter,
-    caller,
-    read_dataplane,
-    render,
-)
-from registry.auth import Guard
+from registry.api.access import caller
+from registry.api.reading import OffsetQuery, SizeQuery, read_dataplane, tag_filter
+from registry.api.rendering import listing, render
+from registry.auth.authorization import Guard
+from registry.auth.scopes import Scope, requires
 from registry.store import Store, Stored
 
 MAX_WAIT = 300.0
@@ -83,6 +78,7 @@ def agent_router(
     router = APIRouter()
 
     @router.post("/meshes/{mesh}/dataplanes/{name}/connect")
+    @requires(Scope.DATAPLANE_WRITE)
     async def connect(mesh: str, name: str, request: Request) -> JSONResponse:
         dataplane = await read_dataplane(request, mesh, name)
         await guard.check_put(caller(request), dataplane)
@@ -97,6 +93,7 @@ def agent_router(
         )
 
     @router.post("/meshes/{mesh}/dataplanes/{name}/heartbeat")
+    @requires(Scope.DATAPLANE_WRITE)
     async def heartbeat(mesh: str, name: str, request: Request) -> Response:
         await guard.check_existing(
             caller(request), "Dataplane", mesh, name, "send heartbeats for", fast=True
@@ -105,11 +102,13 @@ def agent_router(
         return Response(status_code=204)
 
     @router.post("/meshes/{mesh}/dataplanes/{name}/disconnect")
+    @requires(Scope.DATAPLANE_WRITE)
     async def disconnect(mesh: str, name: str, request: Request) -> dict[str, Any]:
         await guard.check_existing(caller(request), "Dataplane", mesh, name, "disconnect")
         return {"deleted": await liveness.disconnect((mesh, name))}
 
     @router.get("/meshes/{mesh}/dns-records")
+    @requires(Scope.MESH_RECORDS)
     async def dns_records(
         mesh: str,
         after: int = Query(0, ge=0),
@@ -127,10 +126,10 @@ def agent_router(
         offset: int = OffsetQuery,
         tag: list[str] = Query([]),  # noqa: B008 - FastAPI's way of declaring a repeated query
     ) -> dict[str, Any]:
-        page = await store.list_dataplanes(mesh, size=size, offset=offset, tags=_tag_filter(tag))
+        page = await store.list_dataplanes(mesh, size=size, offset=offset, tags=tag_filter(tag))
         insights = await liveness.insights(mesh, [item.resource.name for item in page.items])
         items = [render_overview(item, insights.get(item.resource.name)) for item in page.items]
-        return _listing(request, page.total, items, size, offset)
+        return listing(request, page.total, items, size, offset)
 
     @router.get("/meshes/{mesh}/dataplanes+insights/{name}")
     async def get_overview(mesh: str, name: str) -> dict[str, Any]:

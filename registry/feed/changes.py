@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,35 +31,13 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.feed.reader import (
-    UnreadableRow,
-    Vip,
-    read_dataplanes,
-    read_egresses,
-    read_ingresses,
-    read_meshes,
-    read_permissions,
-    read_revision,
-    read_vips,
-)
-from registry.feed.view import DataplaneState, EgressState, IngressState
+from registry.feed.backoff import Backoff
+from registry.feed.states import Change
 from registry.models import ChangeRow, RegistryStateRow
-from registry.snapshot import TrafficRule
 
 log = logging.getLogger("meshdns.feed")
 
 CHANNEL = "meshdns_changes"
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One change to one resource. ``mesh`` is a Mesh's own name for kind "Mesh"."""
-
-    revision: int
-    kind: str
-    mesh: str
-    name: str
-    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,16 +127,15 @@ class Listener:
     async def run(self) -> None:
         import asyncpg  # only Postgres deployments need it
 
-        delay = 0.1
+        backoff = Backoff()
         while True:
             try:
                 connection = await asyncpg.connect(self._dsn, timeout=5)
             except (OSError, asyncpg.PostgresError, TimeoutError) as error:
                 log.debug("LISTEN connection failed: %s", error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(backoff.next())
                 continue
-            delay = 0.1
+            backoff.reset()
             try:
                 await self._listen(connection)
             finally:
@@ -185,95 +162,3 @@ class Listener:
                 await connection.fetchval("SELECT 1", timeout=2)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 return
-
-
-FEED_BATCH = 1000  # changes a reader takes at a time
-
-OldServices = Callable[[set[tuple[str, str]]], set[tuple[str, str]]]
-
-
-@dataclass(frozen=True, slots=True)
-class FeedBatch:
-    """Changes and the state they left, read together at one point in time.
-
-    ``revision`` is the last change's revision (or the registry's, for a full read).
-    In the state maps, None means the resource is gone. The state may already include
-    later changes than ``revision``; applying those again when they come is harmless.
-    """
-
-    revision: int
-    changes: tuple[Change, ...]
-    meshes: dict[str, bool | None]
-    dataplanes: dict[tuple[str, str], DataplaneState | None]
-    vips: dict[tuple[str, str], Vip | None]
-    ingresses: dict[str, IngressState | None] = field(default_factory=dict)
-    egresses: dict[str, EgressState | None] = field(default_factory=dict)
-    permissions: dict[tuple[str, str], TrafficRule | None] = field(default_factory=dict)
-    # Rows left out because they could not be read (each taken as gone).
-    unreadable: tuple[UnreadableRow, ...] = ()
-
-
-async def read_all(connection: AsyncConnection) -> FeedBatch:
-    """The whole registry in the caller's (repeatable-read) transaction."""
-    unreadable: list[UnreadableRow] = []
-    revision = await read_revision(connection)
-    meshes = await read_meshes(connection, unreadable=unreadable)
-    dataplanes = await read_dataplanes(connection, unreadable=unreadable)
-    vips = await read_vips(connection)
-    return FeedBatch(
-        revision,
-        (),
-        dict(meshes),
-        dict(dataplanes),
-        dict(vips),
-        ingresses=dict(await read_ingresses(connection, unreadable=unreadable)),
-        egresses=dict(await read_egresses(connection, unreadable=unreadable)),
-        permissions=dict(await read_permissions(connection, unreadable=unreadable)),
-        unreadable=tuple(unreadable),
-    )
-
-
-async def read_batch(
-    connection: AsyncConnection, after: int, old_services: OldServices, limit: int = FEED_BATCH
-) -> FeedBatch | None:
-    """The changes after `after` and the current state of everything they touch.
-
-    `old_services` tells which services the changed dataplanes had before (the reader
-    knows; the database no longer does), so their VIPs are read too.
-    """
-    changes = await read_changes(connection, after, limit)
-    if not changes:
-        return None
-    mesh_names = {change.mesh for change in changes if change.kind == "Mesh"}
-    dataplane_keys = {
-        (change.mesh, change.name) for change in changes if change.kind == "Dataplane"
-    }
-    unreadable: list[UnreadableRow] = []
-    meshes = await read_meshes(connection, mesh_names, unreadable)
-    dataplanes = await read_dataplanes(connection, dataplane_keys, unreadable)
-    ingress_names = {change.name for change in changes if change.kind == "ZoneIngress"}
-    egress_names = {change.name for change in changes if change.kind == "ZoneEgress"}
-    permission_keys = {
-        (change.mesh, change.name) for change in changes if change.kind == "TrafficPermission"
-    }
-    ingresses = await read_ingresses(connection, ingress_names, unreadable) if ingress_names else {}
-    egresses = await read_egresses(connection, egress_names, unreadable) if egress_names else {}
-    rules = (
-        await read_permissions(connection, permission_keys, unreadable) if permission_keys else {}
-    )
-    services = old_services(dataplane_keys) | {
-        (state.mesh, service) for state in dataplanes.values() for service in state.services
-    }
-    services |= {key for ingress in ingresses.values() for key in ingress.services}
-    vips = await read_vips(connection, services)
-    return FeedBatch(
-        revision=changes[-1].revision,
-        changes=tuple(changes),
-        meshes={name: meshes.get(name) for name in mesh_names},
-        dataplanes={key: dataplanes.get(key) for key in dataplane_keys},
-        vips={key: vips.get(key) for key in services},
-        ingresses={name: ingresses.get(name) for name in ingress_names},
-        egresses={name: egresses.get(name) for name in egress_names},
-        permissions={key: rules.get(key) for key in permission_keys},
-        unreadable=tuple(unreadable),
-    )

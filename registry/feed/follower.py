@@ -18,8 +18,9 @@ from collections.abc import Callable
 from sqlalchemy.engine import make_url
 
 from registry.errors import DatabaseUnavailable
-from registry.feed.changes import FeedBatch, Listener
-from registry.feed.reader import UnreadableRow
+from registry.feed.backoff import Backoff
+from registry.feed.changes import Listener
+from registry.feed.states import FeedBatch, UnreadableRow
 from registry.feed.view import RegistryView
 from registry.snapshot import Delta, Snapshot
 from registry.store import Store
@@ -28,7 +29,6 @@ log = logging.getLogger("meshdns.feed")
 
 Publish = Callable[[Snapshot, Delta | None], None]
 
-MAX_BACKOFF = 5.0
 _MAX_REPORTED = 10_000  # distinct unreadable rows remembered, so each is logged once
 # How often to look for changes nobody told us about. On Postgres NOTIFY tells, so the
 # poll is only a fallback; SQLite has no notifications across processes, so there the
@@ -108,7 +108,7 @@ class RegistryFollower:
             return 0
         applied = 0
         while True:
-            batch = await self.store.read_feed(self.revision, self.view.services_of)
+            batch = await self.store.read_feed(self.revision)
             if batch is None:
                 self.current_at = time.monotonic()
                 return applied
@@ -149,7 +149,7 @@ class RegistryFollower:
             if self._listener
             else None
         )
-        backoff = 0.1
+        backoff = Backoff()
         try:
             while True:
                 self._wake.clear()
@@ -163,13 +163,12 @@ class RegistryFollower:
                             error,
                         )
                     self.connected = False
-                    await self._sleep(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF)
+                    await self._sleep(backoff.next())
                     continue
                 if not self.connected:
                     log.info("registry database connected; feed at revision %s", self.revision)
                 self.connected = True
-                backoff = 0.1
+                backoff.reset()
                 await self._sleep(self.poll_interval)
         finally:
             if listener is not None:

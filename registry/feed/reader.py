@@ -1,4 +1,5 @@
-"""Reading registry state for snapshots, in the caller's transaction: all of it, or some keys.
+"""Reading registry state for snapshots, in the caller's transaction: all of it, or what
+the changes after a revision touched.
 
 What is read here is only what a snapshot needs (addresses, ports, readiness, VIPs), from
 the normalised columns: no resource JSON is parsed on this path.
@@ -12,7 +13,6 @@ a lost database.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import Any, TypeVar
@@ -21,7 +21,16 @@ from sqlalchemy import ColumnElement, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registry.errors import SchemaOutdated
-from registry.feed.view import DataplaneState, EgressState, InboundState, IngressState
+from registry.feed.changes import read_changes
+from registry.feed.states import (
+    DataplaneState,
+    EgressState,
+    FeedBatch,
+    InboundState,
+    IngressState,
+    UnreadableRow,
+    Vip,
+)
 from registry.models import (
     DataplaneInsightRow,
     DataplaneRow,
@@ -36,19 +45,7 @@ from registry.models import (
 )
 from registry.snapshot import IPAddress, TrafficRule
 
-Vip = tuple[IPv4Address | None, IPv6Address | None]
 K = TypeVar("K")
-
-
-@dataclass(frozen=True, slots=True)
-class UnreadableRow:
-    """A stored row the reader left out: its kind, its key and why."""
-
-    kind: str
-    key: str
-    reason: str
-
-
 Unreadable = list[UnreadableRow]
 
 # Keys per IN list: well under every database's limit on bound parameters.
@@ -178,22 +175,13 @@ async def read_vips(
     found: dict[tuple[str, str], Vip] = {}
     for where in _in(tuple_(VipRow.mesh, VipRow.service), keys):
         for mesh, service, address, address6 in await connection.execute(query.where(*where)):
-            found[(mesh, service)] = (
-                IPv4Address(address),
-                IPv6Address(address6) if address6 else None,
-            )
+            found[(mesh, service)] = stored_vip(address, address6)
     return found
 
 
-async def active_vips(connection: AsyncConnection, mesh: str) -> dict[tuple[str, str], Vip]:
-    """The VIPs in use in one mesh, by (mesh, service)."""
-    query = select(VipRow.service, VipRow.address, VipRow.address6).where(
-        VipRow.released_at.is_(None), VipRow.mesh == mesh
-    )
-    return {
-        (mesh, service): (IPv4Address(address), IPv6Address(address6) if address6 else None)
-        for service, address, address6 in await connection.execute(query)
-    }
+def stored_vip(address: int, address6: str | None) -> Vip:
+    """A VIP from its stored columns (IPv4 as an integer, IPv6 as text)."""
+    return Vip(IPv4Address(address), IPv6Address(address6) if address6 else None)
 
 
 def _in(column: Any, keys: Collection[K] | None) -> Iterator[tuple[ColumnElement[bool], ...]]:
@@ -294,3 +282,72 @@ async def read_permissions(
                 destinations=frozenset(target.service for target in permission.destinations),
             )
     return found
+
+
+FEED_BATCH = 1000  # changes a reader takes at a time
+
+
+async def read_all(connection: AsyncConnection) -> FeedBatch:
+    """The whole registry in the caller's (repeatable-read) transaction."""
+    unreadable: list[UnreadableRow] = []
+    revision = await read_revision(connection)
+    meshes = await read_meshes(connection, unreadable=unreadable)
+    dataplanes = await read_dataplanes(connection, unreadable=unreadable)
+    vips = await read_vips(connection)
+    return FeedBatch(
+        revision,
+        (),
+        dict(meshes),
+        dict(dataplanes),
+        dict(vips),
+        ingresses=dict(await read_ingresses(connection, unreadable=unreadable)),
+        egresses=dict(await read_egresses(connection, unreadable=unreadable)),
+        permissions=dict(await read_permissions(connection, unreadable=unreadable)),
+        unreadable=tuple(unreadable),
+    )
+
+
+async def read_batch(
+    connection: AsyncConnection, after: int, limit: int = FEED_BATCH
+) -> FeedBatch | None:
+    """The changes after `after` and the current state of everything they touch.
+
+    The VIPs read are those of the services the changed dataplanes serve and the changed
+    ingresses offer now; the view lets go of the others' itself (RegistryView.apply).
+    """
+    changes = await read_changes(connection, after, limit)
+    if not changes:
+        return None
+    mesh_names = {change.mesh for change in changes if change.kind == "Mesh"}
+    dataplane_keys = {
+        (change.mesh, change.name) for change in changes if change.kind == "Dataplane"
+    }
+    unreadable: list[UnreadableRow] = []
+    meshes = await read_meshes(connection, mesh_names, unreadable)
+    dataplanes = await read_dataplanes(connection, dataplane_keys, unreadable)
+    ingress_names = {change.name for change in changes if change.kind == "ZoneIngress"}
+    egress_names = {change.name for change in changes if change.kind == "ZoneEgress"}
+    permission_keys = {
+        (change.mesh, change.name) for change in changes if change.kind == "TrafficPermission"
+    }
+    ingresses = await read_ingresses(connection, ingress_names, unreadable) if ingress_names else {}
+    egresses = await read_egresses(connection, egress_names, unreadable) if egress_names else {}
+    rules = (
+        await read_permissions(connection, permission_keys, unreadable) if permission_keys else {}
+    )
+    services = {
+        (state.mesh, service) for state in dataplanes.values() for service in state.services
+    }
+    services |= {key for ingress in ingresses.values() for key in ingress.services}
+    vips = await read_vips(connection, services)
+    return FeedBatch(
+        revision=changes[-1].revision,
+        changes=tuple(changes),
+        meshes={name: meshes.get(name) for name in mesh_names},
+        dataplanes={key: dataplanes.get(key) for key in dataplane_keys},
+        vips={key: vips.get(key) for key in services},
+        ingresses={name: ingresses.get(name) for name in ingress_names},
+        egresses={name: egresses.get(name) for name in egress_names},
+        permissions={key: rules.get(key) for key in permission_keys},
+        unreadable=tuple(unreadable),
+    )

@@ -10,15 +10,18 @@ and every snapshot handed out stays valid and unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING
 
 import immutables
 
-if TYPE_CHECKING:
-    from registry.feed.changes import FeedBatch
-
+from registry.feed.states import (
+    DataplaneKey,
+    DataplaneState,
+    EgressState,
+    FeedBatch,
+    IngressState,
+    ServiceKey,
+    Vip,
+)
 from registry.snapshot import (
     Delta,
     Endpoint,
@@ -28,61 +31,6 @@ from registry.snapshot import (
     Snapshot,
     TrafficRule,
 )
-
-ServiceKey = tuple[str, str]  # (mesh, service)
-DataplaneKey = tuple[str, str]  # (mesh, dataplane name)
-Vip = tuple[IPv4Address | None, IPv6Address | None]
-
-
-@dataclass(frozen=True, slots=True)
-class InboundState:
-    service: str
-    address: IPAddress
-    port: int
-    ready: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DataplaneState:
-    """What a snapshot needs of one dataplane."""
-
-    mesh: str
-    name: str
-    address: IPAddress
-    advertised: IPAddress | None
-    inbounds: tuple[InboundState, ...]
-    # False once an agent-connected dataplane has missed its heartbeats.
-    online: bool = True
-
-    @property
-    def services(self) -> set[str]:
-        return {inbound.service for inbound in self.inbounds}
-
-    @property
-    def addresses(self) -> tuple[IPAddress, ...]:
-        """Its distinct addresses; most inbounds share the dataplane's own, and hashing an
-        address (ipaddress hashes its hex string) is what a large load spends most on."""
-        others = [inbound.address for inbound in self.inbounds if inbound.address != self.address]
-        return (self.address, *dict.fromkeys(others)) if others else (self.address,)
-
-
-@dataclass(frozen=True, slots=True)
-class IngressState:
-    """What a snapshot needs of a zone ingress: where it is and what it offers."""
-
-    name: str
-    zone: str | None
-    address: IPAddress  # the advertised address, else its own
-    port: int  # the advertised port, else its own
-    services: frozenset[ServiceKey]
-
-
-@dataclass(frozen=True, slots=True)
-class EgressState:
-    name: str
-    zone: str | None
-    address: IPAddress
-    port: int
 
 
 class RegistryView:
@@ -121,16 +69,20 @@ class RegistryView:
     ) -> Delta:
         """Take in the current state of what changed (None: it is gone); publish a snapshot.
 
-        `vips` must cover every service of the changed dataplanes, before and after, and
-        every service the changed ingresses offer.
+        `vips` must cover every service the changed dataplanes serve and the changed
+        ingresses offer now. The VIPs of the services they let go of are dropped here
+        when no dataplane serves and no ingress offers them any more, as the store then
+        puts them into quarantine (registry/store/vips.py).
         """
         touched_services: set[ServiceKey] = set()
         touched_addresses: set[IPAddress] = set()
+        let_go: set[ServiceKey] = set()  # served or offered before this change
         cold = not self._dataplanes
         for key, state in dataplanes.items():
             old = self._dataplanes.pop(key, None)
             if old is not None:
                 self._forget(old, touched_services, touched_addresses)
+                let_go.update((old.mesh, service) for service in old.services)
             if state is not None:
                 # A cold load rebuilds the whole client map; no need to note addresses.
                 self._remember(state, touched_services, None if cold else touched_addresses)
@@ -148,9 +100,13 @@ class RegistryView:
                 self._meshes[mesh] = mtls
             touched_meshes.add(mesh)
 
+        for name in ingresses or {}:
+            if (ingress := self._ingresses.get(name)) is not None:
+                let_go |= ingress.services
         remote_meshes = self._update_remote(
             ingresses or {}, egresses or {}, permissions or {}, touched_services
         )
+        self._release_vips(let_go.difference(vips))
         changed_services = self._rebuild_services(touched_services)
         if cold:
             clients_changed = self._build_clients()
@@ -217,6 +173,15 @@ class RegistryView:
                     self._remote.pop(mesh, None)
         return changed
 
+    def _release_vips(self, services: Iterable[ServiceKey]) -> None:
+        """Drop the VIPs of those of `services` no dataplane serves and no ingress offers."""
+        for key in services:
+            if key in self._members:
+                continue
+            if any(key in ingress.services for ingress in self._ingresses.values()):
+                continue
+            self._vips.pop(key, None)
+
     def _remote_ingresses(self) -> list[IngressState]:
         return [
             ingress
@@ -247,8 +212,7 @@ class RegistryView:
                     (address, port),
                     Endpoint(dataplane=name, address=address, port=port, zone=ingress.zone),
                 )
-        vip, vip6 = self._vips.get((mesh, service), (None, None))
-        return ServiceView(name=service, vip=vip, vip6=vip6, endpoints=tuple(endpoints.values()))
+        return _service(service, self._vips.get((mesh, service)), tuple(endpoints.values()))
 
     def apply_batch(self, batch: FeedBatch) -> Delta:
         """:meth:`apply` of what a feed read returned."""
@@ -261,15 +225,6 @@ class RegistryView:
             batch.egresses,
             batch.permissions,
         )
-
-    def services_of(self, keys: Iterable[DataplaneKey]) -> set[ServiceKey]:
-        """The services the given dataplanes serve now, as this view knows them."""
-        return {
-            (state.mesh, service)
-            for key in keys
-            if (state := self._dataplanes.get(key)) is not None
-            for service in state.services
-        }
 
     def dataplane(self, key: DataplaneKey) -> DataplaneState | None:
         return self._dataplanes.get(key)
@@ -338,8 +293,7 @@ class RegistryView:
                 for inbound in state.inbounds
                 if inbound.service == service
             )
-        vip, vip6 = self._vips.get(key, (None, None))
-        return ServiceView(name=service, vip=vip, vip6=vip6, endpoints=tuple(endpoints))
+        return _service(service, self._vips.get(key), tuple(endpoints))
 
     def _rebuild_services(self, keys: set[ServiceKey]) -> set[ServiceKey]:
         changed: set[ServiceKey] = set()
@@ -424,6 +378,12 @@ class RegistryView:
                 )
         self._mesh_views = views.finish()
         return self._mesh_views
+
+
+def _service(name: str, vip: Vip | None, endpoints: tuple[Endpoint, ...]) -> ServiceView:
+    if vip is None:
+        return ServiceView(name=name, vip=None, endpoints=endpoints)
+    return ServiceView(name=name, vip=vip.address, vip6=vip.address6, endpoints=endpoints)
 
 
 def _only_mesh(owners: set[DataplaneKey] | None) -> str | None:

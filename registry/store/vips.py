@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from registry.errors import Cause, Conflict, VipPoolExhausted
+from registry.feed.states import Vip
 from registry.models import DataplaneRow, InboundRow, IngressServiceRow, MeshRow, VipRow
 
 # Each retry follows another allocator's commit, so this bounds contention, not work.
@@ -33,16 +34,6 @@ class VipSettings:
     cidr: IPv4Network = IPv4Network("240.0.0.0/4")
     cidr6: IPv6Network | None = None
     quarantine_seconds: float = 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Vip:
-    """The virtual IPs of one service."""
-
-    mesh: str
-    service: str
-    address: IPv4Address
-    address6: IPv6Address | None = None
 
 
 def vip_range_causes(settings: VipSettings, addresses: Iterable[tuple[str, str]]) -> list[Cause]:
@@ -86,13 +77,8 @@ def encode6(address: IPv6Address) -> str:
     return address.exploded
 
 
-def _vip(mesh: str, service: str, address: int, address6: str | None) -> Vip:
-    return Vip(
-        mesh=mesh,
-        service=service,
-        address=IPv4Address(address),
-        address6=IPv6Address(address6) if address6 is not None else None,
-    )
+def _vip(address: int, address6: str | None) -> Vip:
+    return Vip(IPv4Address(address), IPv6Address(address6) if address6 is not None else None)
 
 
 async def allocate_vip(
@@ -102,7 +88,7 @@ async def allocate_vip(
     when it still holds a row (active or quarantined)."""
     row = await _current(connection, mesh, service)
     if row is not None and row.released_at is None and (settings.cidr6 is None or row.address6):
-        return _vip(mesh, service, row.address, row.address6)
+        return _vip(row.address, row.address6)
     for _ in range(MAX_ATTEMPTS):
         try:
             async with connection.begin_nested():
@@ -178,7 +164,7 @@ async def _allocate_once(
                 released_at=None,
             )
         )
-        return _vip(mesh, service, address, address6)
+        return _vip(address, address6)
     return await _reuse_quarantined(connection, mesh, service, settings, now)
 
 
@@ -207,7 +193,7 @@ async def _reactivate(
         )
         if result.rowcount != 1:
             raise _LostRace
-    return _vip(mesh, service, row.address, address6)
+    return _vip(row.address, address6)
 
 
 async def _free_address(connection: AsyncConnection, network: IPv4Network) -> int | None:
@@ -261,7 +247,7 @@ async def _reuse_quarantined(
     )
     if result.rowcount != 1:
         raise _LostRace
-    return _vip(mesh, service, row.address, address6)
+    return _vip(row.address, address6)
 
 
 async def _pick_address6(

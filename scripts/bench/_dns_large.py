@@ -18,8 +18,9 @@ from types import MappingProxyType
 
 import uvloop
 
-from dnsserver import DnsServer, Handler, ZoneConfig
-from dnsserver.config import DnsLimits
+from dnsserver import DnsServer, Handler
+from meshdns.settings import Settings
+from meshdns.wiring import dns_limits, zone_config
 from registry.snapshot import Endpoint, MeshView, ServiceView, Snapshot
 
 FIRST_ENDPOINT = IPv4Address("10.0.0.1")
@@ -40,9 +41,10 @@ def snapshot(dataplanes: int, services: int) -> Snapshot:
 
 
 async def serve(dataplanes: int, services: int) -> None:
-    handler = Handler(ZoneConfig(allow_recursion=()), snapshot(dataplanes, services))
+    config = zone_config(Settings(allow_recursion=("none",)))
+    handler = Handler(config, snapshot(dataplanes, services))
     # dnsperf asks from one address: no rate limit, as `scripts/bench/dns` runs `serve`.
-    async with DnsServer(handler, port=0, limits=DnsLimits(rate=0)) as server:
+    async with DnsServer(handler, port=0, limits=dns_limits(Settings(rate_limit=0))) as server:
         print(server.port, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

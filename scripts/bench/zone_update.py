@@ -22,7 +22,9 @@ from types import MappingProxyType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from dnsserver import Handler, ZoneConfig  # noqa: E402
+from dnsserver import Handler  # noqa: E402
+from meshdns.settings import Settings  # noqa: E402
+from meshdns.wiring import zone_config  # noqa: E402
 from registry.snapshot import Delta, Endpoint, MeshView, ServiceView, Snapshot  # noqa: E402
 
 
@@ -73,7 +75,7 @@ def main() -> None:
     snapshot = build_snapshot(args.services, args.per_service)
     dataplanes = args.services * args.per_service
     print(f"{dataplanes:,} dataplanes, {args.services:,} services")
-    config = ZoneConfig()
+    config = zone_config(Settings())
     handler = Handler(config)
     full = timed(lambda: handler.update(snapshot))
     print(f"full rebuild:                      {full:10.1f} ms")

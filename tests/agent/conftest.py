@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,14 +61,15 @@ class Agent:
                 stderr=subprocess.STDOUT,
                 text=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def answering() -> bool:
+            if process.poll() is not None:
                 raise AssertionError(f"agent exited early:\n{self.log()}")
-            if "status: NOERROR" in dig(self.dns_port, "mesh.", "SOA"):
-                return self
-            time.sleep(0.05)
-        raise AssertionError(f"agent DNS not up in {timeout}s:\n{self.log()}")
+            return "status: NOERROR" in dig(self.dns_port, "mesh.", "SOA")
+
+        eventually(answering, lambda: f"agent DNS up:\n{self.log()}", timeout)
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

@@ -7,13 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from registry.agents.liveness import Liveness, LivenessSettings
+from meshdns.settings import Settings
+from meshdns.wiring import liveness_settings, vip_settings
+from registry.agents.liveness import Liveness
 from registry.errors import NotFound
 from registry.schema import Dataplane, Mesh
 from registry.store import Store
 
-SETTINGS = LivenessSettings(
-    heartbeat_interval=1.0, offline_after=3, agent_cleanup_delay=10.0, offline_gc_age=100.0
+SETTINGS = liveness_settings(
+    Settings(
+        heartbeat_interval=1.0, offline_after=3, agent_cleanup_delay=10.0, offline_gc_age=100.0
+    )
 )
 
 
@@ -127,7 +131,7 @@ async def test_replicas_sweeping_at_once_flip_each_dataplane_once(postgres_datab
 
     engines = [create_engine(postgres_database_url) for _ in range(4)]
     try:
-        stores = [Store(engine) for engine in engines]
+        stores = [Store(engine, vip_settings(Settings())) for engine in engines]
         await stores[0].put(Mesh.model_validate({"name": "default"}))
         replicas = [Liveness(store, SETTINGS) for store in stores]
         for n in range(20):

@@ -9,7 +9,7 @@ from ipaddress import IPv4Network
 import httpx
 import pytest
 
-from registry.api import create_app
+from registry.api.app import create_app
 from registry.store import Store
 from registry.store.vips import VipSettings
 from tests.factories import dataplane, mesh

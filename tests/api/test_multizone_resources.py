@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 import httpx
 import pytest
 
-from registry.api import create_app
+from registry.api.app import create_app
 from registry.feed.view import RegistryView
 from registry.snapshot import TrafficRule
 from registry.store import Store

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.factories import traffic_permission
+
 MESH = {"type": "Mesh", "name": "default"}
 
 
@@ -41,6 +43,35 @@ async def test_put_creates_then_updates(client, mesh):
     assert second["creationTime"] == first["creationTime"]
     assert second["modificationTime"] >= first["modificationTime"]
     assert len(client.changes) == 3
+
+
+async def test_each_write_reports_the_revision_it_committed(client, store, mesh):
+    """on_change gets the registry's revision after the write (PUT, POST /apply, DELETE),
+    so `serve` can wait for its DNS to have exactly that; a refused write reports none."""
+    permission = traffic_permission("all", ["*"], ["*"])
+    writes = [
+        ("PUT", "/meshes/default/dataplanes/web-1", dataplane("web-1", "10.0.0.1", "web")),
+        ("POST", "/apply", {"items": [dataplane("web-2", "10.0.0.2", "web")]}),
+        ("PUT", "/meshes/default/traffic-permissions/all", permission),
+        ("DELETE", "/meshes/default/traffic-permissions/all", None),
+        ("DELETE", "/meshes/default/dataplanes/web-1", None),
+        ("PUT", "/meshes/other", {"type": "Mesh", "name": "other"}),
+        ("DELETE", "/meshes/other", None),
+    ]
+    for method, path, body in writes:
+        before = len(client.changes)
+        response = await client.request(method, path, json=body)
+        assert response.status_code in (200, 201), (method, path, response.text)
+        assert len(client.changes) == before + 1, (method, path)
+        assert client.changes[-1] == await store.revision(), (method, path)
+    assert client.changes == sorted(set(client.changes))
+
+    reported = list(client.changes)
+    missing = await client.delete("/meshes/default/dataplanes/web-1")
+    assert missing.status_code == 404
+    assert missing.json()["details"] == 'dataplane "web-1" not found in mesh "default"'
+    assert client.changes == reported
+    assert await store.revision() == reported[-1]
 
 
 async def test_yaml_body_is_accepted(client, mesh):
@@ -92,7 +123,7 @@ async def test_invalid_dataplane_is_400_with_causes_and_nothing_written(
     assert set(error) == {"title", "details", "causes"}
     assert any(c["field"] == field and message in c["message"] for c in error["causes"]), error
     assert (await client.get("/meshes/default/dataplanes/web-1")).status_code == 404
-    assert client.changes == [None]  # only the mesh was written
+    assert len(client.changes) == 1  # only the mesh was written
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"a: [unclosed", b"", b"- just\n- a list\n"])

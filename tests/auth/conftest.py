@@ -21,8 +21,10 @@ import pytest
 from registry.agents.liveness import Liveness
 from registry.agents.routes import agent_router
 from registry.agents.service_feed import ServiceFeed
-from registry.api import create_app
-from registry.auth import Authenticator, Identity, issue_token
+from registry.api.app import create_app
+from registry.auth.authentication import Authenticator
+from registry.auth.identity import Identity
+from registry.auth.tokens import issue_token
 from registry.store import Store
 
 REMOTE = "10.1.2.3"

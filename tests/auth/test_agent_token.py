@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from meshdns.agent import AgentError, TokenFileAuth, read_token
-from registry.auth import revoke_token, token_id_of
+from registry.auth.tokens import revoke_token, token_id_of
 from tests.auth.conftest import REMOTE, dataplane, dataplane_token, eventually_async
 
 

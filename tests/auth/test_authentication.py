@@ -8,9 +8,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from registry.auth import (
-    Authenticator,
-    Unauthenticated,
+from registry.auth.authentication import Authenticator
+from registry.auth.identity import Unauthenticated
+from registry.auth.tokens import (
     add_signing_key,
     delete_signing_key,
     list_signing_keys,

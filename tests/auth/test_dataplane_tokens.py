@@ -7,7 +7,9 @@ inbound for `db` (403), and cannot delete another service's dataplane.
 from __future__ import annotations
 
 import pytest
+from fastapi import APIRouter
 
+from registry.auth.scopes import Scope, requires
 from tests.auth.conftest import ADMIN, dataplane, dataplane_token
 
 WEB_TOKEN = 'dataplane token for services [web] in mesh "default"'
@@ -93,6 +95,32 @@ async def test_a_dataplane_token_reads_only_its_meshs_dns_records(web):
     assert (await web.get("/meshes/default/dns-records")).status_code == 200
     for path in ("/meshes", "/meshes/default/dataplanes", "/meshes/default/services", "/"):
         assert refused(await web.get(path), f"may not GET {path}")
+
+
+async def test_a_route_added_later_is_closed_to_tokens_until_it_declares_a_scope(app, web):
+    router = APIRouter()
+
+    @router.get("/meshes/{mesh}/undeclared")
+    async def undeclared(mesh: str) -> dict:
+        return {}
+
+    @router.get("/meshes/{mesh}/declared")
+    @requires(Scope.MESH_RECORDS)
+    async def declared(mesh: str) -> dict:
+        return {}
+
+    @router.get("/open")
+    @requires(Scope.PUBLIC)
+    async def open_to_all() -> dict:
+        return {}
+
+    app.app.include_router(router)
+    assert refused(await web.get("/meshes/default/undeclared"), "may not GET")
+    assert (await web.get("/meshes/default/declared")).status_code == 200
+    assert refused(await web.get("/meshes/other/declared"), 'may not act in mesh "other"')
+    anonymous = app.client()
+    assert (await anonymous.get("/open")).status_code == 200
+    assert (await anonymous.get("/meshes/default/declared")).status_code == 401
 
 
 async def test_a_dataplane_token_writes_nothing_but_dataplanes(web):

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from meshdns.cli import main
-from registry.auth import parse_duration
+from registry.auth.tokens import parse_duration
 
 
 @pytest.mark.parametrize(

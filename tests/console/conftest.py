@@ -9,15 +9,17 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from dnsserver.config import ZoneConfig
 from dnsserver.handler import Handler
 from meshdns.console import console_router, handler_answers
-from registry.agents.liveness import Liveness, LivenessSettings
+from meshdns.settings import Settings
+from meshdns.wiring import liveness_settings
+from registry.agents.liveness import Liveness
 from registry.schema import Dataplane, Mesh
 from registry.snapshot import Snapshot
 from registry.store import Store
+from tests.dns.dnstesting import zone_config
 
-FAST = LivenessSettings(heartbeat_interval=1.0, offline_after=3)
+FAST = liveness_settings(Settings(heartbeat_interval=1.0, offline_after=3))
 
 
 def dataplane(
@@ -79,7 +81,7 @@ def make_app(console: Console, **options) -> FastAPI:
 @pytest.fixture
 async def console(store: Store) -> AsyncIterator[Console]:
     await store.put(Mesh.model_validate({"name": "default"}))
-    shown = Console(store, httpx.AsyncClient(), Liveness(store, FAST), Handler(ZoneConfig()))
+    shown = Console(store, httpx.AsyncClient(), Liveness(store, FAST), Handler(zone_config()))
     await shown.follow()
     transport = httpx.ASGITransport(app=make_app(shown), raise_app_exceptions=True)
     async with httpx.AsyncClient(transport=transport, base_url="http://meshdns") as http:

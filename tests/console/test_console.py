@@ -54,9 +54,10 @@ def vips(api: str) -> dict[str, str]:
     return {item["name"]: item["vip"] for item in answer.json()["items"]}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's headless Chromium, driven by Playwright (no browser download)."""
+    """Debian's headless Chromium, driven by Playwright (no browser download); each test
+    opens pages of its own in it."""
     chromium = require_tool("chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
     # As root Chromium refuses its sandbox; /dev/shm is small in containers.
@@ -67,6 +68,7 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+@pytest.mark.serial  # two seconds to appear, measured without other tests beside it
 def test_a_registration_appears_in_the_open_console_without_a_reload(
     start_meshdns, tmp_path: Path, browser
 ):
@@ -109,6 +111,7 @@ def test_a_registration_appears_in_the_open_console_without_a_reload(
     if os.environ.get(SCREENSHOT_ENV):
         shutil.copyfile(artefact, os.environ[SCREENSHOT_ENV])
     print(f"screenshot: {artefact} (the new service appeared after {appeared:.2f} s)")
+    page.close()  # it would go on polling a server that stops with the test
 
 
 def test_console_works_without_javascript_and_on_a_narrow_screen(start_meshdns, tmp_path, browser):

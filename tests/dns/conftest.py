@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from dnstesting import standard_handler
 
 from dnsserver import Handler
+from tests.dns.dnstesting import standard_handler
 
 
 @pytest.fixture

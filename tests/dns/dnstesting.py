@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import MappingProxyType
 
@@ -13,6 +14,9 @@ import dns.rdatatype
 import dns.rrset
 
 from dnsserver import Handler, ZoneConfig
+from dnsserver.config import DnsLimits
+from meshdns import wiring
+from meshdns.settings import Settings
 from registry.snapshot import Endpoint, MeshView, ServiceView, Snapshot
 
 # A client that is no registered dataplane: answered in the default mesh.
@@ -83,10 +87,20 @@ def standard_snapshot() -> Snapshot:
     return snapshot(default, other, clients={str(OTHER_DATAPLANE): "other"})
 
 
+def zone_config(**overrides: object) -> ZoneConfig:
+    """`serve`'s zone config on the settings' defaults, as a handler of no particular
+    process: no glue record and no server id, unless given."""
+    anonymous: dict[str, object] = {"ns_address": None, "server_id": None}
+    return replace(wiring.zone_config(Settings()), **{**anonymous, **overrides})  # type: ignore[arg-type]
+
+
+def dns_limits(**overrides: object) -> DnsLimits:
+    """`serve`'s limits on the settings' defaults, with `overrides`."""
+    return replace(wiring.dns_limits(Settings()), **overrides)  # type: ignore[arg-type]
+
+
 def standard_config(**changes: object) -> ZoneConfig:
-    settings: dict[str, object] = {"ns_address": NS_ADDRESS}
-    settings.update(changes)
-    return ZoneConfig(**settings)  # type: ignore[arg-type]
+    return zone_config(**{"ns_address": NS_ADDRESS, **changes})
 
 
 def standard_handler(**changes: object) -> Handler:

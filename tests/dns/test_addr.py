@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import pytest
-from dnstesting import ask, rcode, rdatas
+
+from tests.dns.dnstesting import ask, rcode, rdatas
 
 
 @pytest.mark.parametrize(

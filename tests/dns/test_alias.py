@@ -4,9 +4,9 @@ at a.b.c.d.endpoints.mesh); SRV and reverse names use the service's own name onl
 from __future__ import annotations
 
 import pytest
-from dnstesting import ask, mesh, rcode, rdatas, service, snapshot
 
-from dnsserver import Handler, ZoneConfig
+from dnsserver import Handler
+from tests.dns.dnstesting import ask, mesh, rcode, rdatas, service, snapshot, zone_config
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_alias(handler, name, rdtype, rcode_text, answer):
     ],
 )
 def test_alias_collisions(services, name, rcode_text, answer):
-    handler = Handler(ZoneConfig(), snapshot(mesh("default", *services)))
+    handler = Handler(zone_config(), snapshot(mesh("default", *services)))
     reply = ask(handler, name)
     assert rcode(reply) == rcode_text
     assert rdatas(reply.answer) == answer

@@ -6,7 +6,10 @@ import random
 from ipaddress import ip_address
 
 import pytest
-from dnstesting import (
+
+from dnsserver import Handler
+from dnsserver.answers import REFRESH_EVERY, ROTATIONS
+from tests.dns.dnstesting import (
     OTHER_DATAPLANE,
     OUTSIDER,
     mesh,
@@ -19,9 +22,6 @@ from dnstesting import (
     standard_config,
     standard_snapshot,
 )
-
-from dnsserver import Handler
-from dnsserver.answers import REFRESH_EVERY, ROTATIONS
 
 LOOPBACK = ip_address("127.0.0.1")
 

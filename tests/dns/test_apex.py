@@ -5,7 +5,9 @@ from __future__ import annotations
 from ipaddress import ip_address
 
 import pytest
-from dnstesting import (
+
+from dnsserver import Handler
+from tests.dns.dnstesting import (
     NS_ADDRESS,
     REVISION,
     ask,
@@ -15,9 +17,8 @@ from dnstesting import (
     rdatas,
     snapshot,
     standard_config,
+    zone_config,
 )
-
-from dnsserver import Handler, ZoneConfig
 
 SOA = f"ns.mesh. hostmaster.mesh. {REVISION} 3600 600 86400 30"
 
@@ -68,7 +69,7 @@ def test_without_ns_address_there_is_no_glue_and_ns_stays_a_name():
     ("revision", "serial"), [(0, 0), (7, 7), (2**32 - 1, 2**32 - 1), (2**32 + 5, 5)]
 )
 def test_soa_serial_is_the_revision_in_32_bits(revision, serial):
-    handler = Handler(ZoneConfig(), snapshot(revision=revision))
+    handler = Handler(zone_config(), snapshot(revision=revision))
     (soa,) = ask(handler, "mesh.", "SOA").answer
     assert soa[0].serial == serial
 
@@ -80,7 +81,7 @@ def test_soa_minimum_and_ttl_follow_negative_ttl():
 
 
 def test_another_domain():
-    handler = Handler(ZoneConfig(domain="Service.Consul."), snapshot())
+    handler = Handler(zone_config(domain="Service.Consul."), snapshot())
     reply = ask(handler, "service.consul.", "SOA")
     assert rdatas(reply.answer)[0].startswith("ns.service.consul. hostmaster.service.consul. ")
     assert rcode(ask(handler, "mesh.", "SOA")) == "REFUSED"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from dnstesting import OUTSIDER, ask, owners, query, rcode, rdatas
+
+from tests.dns.dnstesting import OUTSIDER, ask, owners, query, rcode, rdatas
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,19 @@ from __future__ import annotations
 from ipaddress import ip_address
 
 import pytest
-from dnstesting import OTHER_DATAPLANE, OUTSIDER, ask, mesh, rcode, rdatas, service, snapshot
 
-from dnsserver import Handler, ZoneConfig
+from dnsserver import Handler
+from tests.dns.dnstesting import (
+    OTHER_DATAPLANE,
+    OUTSIDER,
+    ask,
+    mesh,
+    rcode,
+    rdatas,
+    service,
+    snapshot,
+    zone_config,
+)
 
 
 @pytest.mark.parametrize(
@@ -39,7 +49,7 @@ def test_answer_depends_on_the_client(handler, client, name, rcode_text, answer)
 )
 def test_missing_mesh_answers_as_an_empty_zone(default_mesh, clients, rcode_text):
     handler = Handler(
-        ZoneConfig(default_mesh=default_mesh),
+        zone_config(default_mesh=default_mesh),
         snapshot(mesh("default", service("web", "240.0.0.2")), clients=clients),
     )
     assert rcode(ask(handler, "web.mesh.")) == rcode_text
@@ -47,7 +57,7 @@ def test_missing_mesh_answers_as_an_empty_zone(default_mesh, clients, rcode_text
 
 
 def test_update_swaps_the_whole_view():
-    handler = Handler(ZoneConfig())
+    handler = Handler(zone_config())
     assert rcode(ask(handler, "web.mesh.")) == "NXDOMAIN"
     handler.update(snapshot(mesh("default", service("web", "240.0.0.2")), revision=2))
     assert rdatas(ask(handler, "web.mesh.").answer) == ["240.0.0.2"]
@@ -61,7 +71,7 @@ def test_a_dataplane_at_a_resolvers_address_does_not_change_its_view(resolver):
     """A node's resolver forwards every workload's queries from loopback: a dataplane of
     another mesh registered there must not turn them into that mesh's view."""
     handler = Handler(
-        ZoneConfig(),
+        zone_config(),
         snapshot(
             mesh("default", service("web", "240.0.0.2")),
             mesh("evil", service("backend", "240.9.0.1")),
@@ -76,7 +86,7 @@ def test_a_dataplane_at_a_resolvers_address_does_not_change_its_view(resolver):
     ]
     # The resolver addresses are a setting.
     handler = Handler(
-        ZoneConfig(resolver_addresses=frozenset()),
+        zone_config(resolver_addresses=frozenset()),
         snapshot(
             mesh("default"),
             mesh("evil", service("backend", "240.9.0.1")),

@@ -1,14 +1,15 @@
-"""ZoneConfig: defaults, and settings that cannot work are refused up front."""
+"""ZoneConfig: `serve`'s defaults, and settings that cannot work are refused up front."""
 
 from __future__ import annotations
 
 import pytest
 
-from dnsserver import ConfigError, DnsError, ZoneConfig
+from dnsserver import ConfigError, DnsError
+from tests.dns.dnstesting import zone_config
 
 
 def test_defaults():
-    config = ZoneConfig()
+    config = zone_config()
     assert (config.domain, config.default_mesh, config.ns_address) == ("mesh", "default", None)
     assert (config.ttl, config.endpoints_ttl, config.negative_ttl) == (30, 5, 30)
     assert config.max_udp_payload == 1232
@@ -31,5 +32,5 @@ def test_defaults():
 )
 def test_invalid_settings(settings, field):
     with pytest.raises(ConfigError, match=field) as error:
-        ZoneConfig(**settings)
+        zone_config(**settings)
     assert isinstance(error.value, DnsError)

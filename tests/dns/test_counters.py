@@ -4,10 +4,9 @@ entry evicted or a generation of tables replaced."""
 
 from __future__ import annotations
 
-from dnstesting import OUTSIDER, query, standard_config, standard_snapshot
-
 from dnsserver import Handler
 from dnsserver.counters import by_label
+from tests.dns.dnstesting import OUTSIDER, query, standard_config, standard_snapshot
 
 
 def counted(handler: Handler) -> dict[tuple[str, str, str], int]:

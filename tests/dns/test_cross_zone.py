@@ -9,11 +9,11 @@ from ipaddress import ip_address
 from types import MappingProxyType
 
 import pytest
-from dnstesting import OUTSIDER, ask, query, rcode, rdatas, service, standard_config
 
 from dnsserver import Handler
 from dnsserver.zonefile import zone_records
 from registry.snapshot import Delta, Endpoint, MeshView, ServiceView, Snapshot, TrafficRule
+from tests.dns.dnstesting import OUTSIDER, ask, query, rcode, rdatas, service, standard_config
 
 LOCAL_ZONE = "zone-a"
 WEB = ip_address("10.0.0.10")  # the dataplane of service web

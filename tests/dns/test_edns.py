@@ -5,7 +5,8 @@ from __future__ import annotations
 import dns.flags
 import dns.rcode
 import pytest
-from dnstesting import OUTSIDER, ask, parse, query, rcode, standard_handler
+
+from tests.dns.dnstesting import OUTSIDER, ask, parse, query, rcode, standard_handler
 
 
 @pytest.mark.parametrize(

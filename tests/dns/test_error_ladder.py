@@ -8,9 +8,9 @@ import struct
 
 import pytest
 from dnslib import DNSRecord
-from dnstesting import OUTSIDER, query
 
 import dnsserver.handler
+from tests.dns.dnstesting import OUTSIDER, query
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 QR, AA = 0x8000, 0x0400

@@ -12,7 +12,10 @@ import dns.flags
 import dns.message
 import dns.rcode
 import pytest
-from dnstesting import (
+
+from dnsserver import DnsServer, Handler
+from dnsserver.forward import Forwarder, UpstreamServer
+from tests.dns.dnstesting import (
     mesh,
     parse,
     query,
@@ -23,10 +26,7 @@ from dnstesting import (
     standard_config,
     standard_snapshot,
 )
-from stubupstream import UPSTREAM_A, StubUpstream
-
-from dnsserver import DnsServer, Handler
-from dnsserver.forward import Forwarder, UpstreamServer
+from tests.dns.stubupstream import UPSTREAM_A, StubUpstream
 
 ALLOWED = "127.0.0.1"
 OUTSIDER = "127.0.0.2"  # outside the ACL, not a dataplane

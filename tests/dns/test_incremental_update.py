@@ -7,7 +7,10 @@ from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
-from dnstesting import (
+
+from dnsserver import Handler
+from registry.snapshot import Delta, MeshView, Snapshot
+from tests.dns.dnstesting import (
     OTHER_DATAPLANE,
     ask,
     endpoint,
@@ -18,9 +21,6 @@ from dnstesting import (
     standard_config,
     standard_snapshot,
 )
-
-from dnsserver import Handler
-from registry.snapshot import Delta, MeshView, Snapshot
 
 
 def delta_between(old: Snapshot, new: Snapshot) -> Delta:

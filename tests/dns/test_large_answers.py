@@ -20,9 +20,18 @@ import dns.asyncquery
 import dns.flags
 import dns.message
 import pytest
-from dnstesting import OUTSIDER, endpoint, mesh, parse, query, service, snapshot
 
-from dnsserver import DnsServer, Handler, ZoneConfig
+from dnsserver import DnsServer, Handler
+from tests.dns.dnstesting import (
+    OUTSIDER,
+    endpoint,
+    mesh,
+    parse,
+    query,
+    service,
+    snapshot,
+    zone_config,
+)
 
 COUNT = 500
 
@@ -35,7 +44,7 @@ def endpoints(count: int, *, ipv6: bool = False):
 
 def handler_with(count: int, *, ipv6: bool = False) -> Handler:
     crowd = service("crowd", "240.0.0.1", endpoints=endpoints(count, ipv6=ipv6))
-    return Handler(ZoneConfig(), snapshot(mesh("default", crowd)))
+    return Handler(zone_config(), snapshot(mesh("default", crowd)))
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from dnstesting import REVISION, ask, flags, owners, rcode, rdatas
+
+from tests.dns.dnstesting import REVISION, ask, flags, owners, rcode, rdatas
 
 
 @pytest.mark.parametrize(

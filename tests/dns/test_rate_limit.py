@@ -17,11 +17,10 @@ from ipaddress import ip_address, ip_network
 import dns.flags
 import dns.message
 import pytest
-from dnstesting import parse, query, rcode, rdatas, standard_handler
 
 from dnsserver import ConfigError, DnsServer
-from dnsserver.config import DnsLimits
 from dnsserver.ratelimit import RateLimiter, slip_reply
+from tests.dns.dnstesting import dns_limits, parse, query, rcode, rdatas, standard_handler
 from tests.helpers import require_tool
 
 PATIENCE = 5.0
@@ -238,7 +237,7 @@ def test_refusals_and_errors_are_no_larger_than_the_query(data):
 )
 def test_invalid_limits(changes, message):
     with pytest.raises(ConfigError, match=message):
-        DnsLimits(**changes)
+        dns_limits(**changes)
 
 
 # -- on a real server --------------------------------------------------------------------
@@ -279,7 +278,7 @@ async def tcp_exchange(server: DnsServer, source: str, data: bytes) -> dns.messa
 
 
 async def test_a_flood_is_limited_slips_tc_and_the_client_gets_its_answer_over_tcp():
-    limits = DnsLimits(rate=20, slip=2)
+    limits = dns_limits(rate=20, slip=2)
     async with DnsServer(standard_handler(), port=0, limits=limits) as server:
         replies = await burst(server, FLOODER, 100)
         answers = [reply for reply in replies if not reply.flags & dns.flags.TC]
@@ -320,7 +319,7 @@ async def run_dig(server: DnsServer, *args: str) -> str:
 
 async def test_dig_limited_over_udp_retries_over_tcp_and_gets_the_answer():
     # Rate 1, slip 1: past its first query each second, every UDP query gets TC.
-    async with DnsServer(standard_handler(), port=0, limits=DnsLimits(rate=1, slip=1)) as server:
+    async with DnsServer(standard_handler(), port=0, limits=dns_limits(rate=1, slip=1)) as server:
         for _ in range(3):  # a slow machine may let a second pass before dig asks
             await burst(server, FLOODER, 3)
             output = await run_dig(server, "-b", FLOODER, "web.mesh.")
@@ -336,13 +335,13 @@ async def test_dig_limited_over_udp_retries_over_tcp_and_gets_the_answer():
 
 
 async def test_rate_zero_limits_nothing():
-    async with DnsServer(standard_handler(), port=0, limits=DnsLimits(rate=0)) as server:
+    async with DnsServer(standard_handler(), port=0, limits=dns_limits(rate=0)) as server:
         assert len(await burst(server, FLOODER, 150)) == 150
         assert server.stats()["udp_limited"] == 0
 
 
 async def test_an_idle_connection_is_closed_and_so_is_a_half_sent_query():
-    limits = DnsLimits(tcp_idle_timeout=0.2)
+    limits = dns_limits(tcp_idle_timeout=0.2)
     async with DnsServer(standard_handler(), port=0, limits=limits) as server:
         silent = await asyncio.open_connection(server.host, server.port)
         half_prefix = await asyncio.open_connection(server.host, server.port)
@@ -359,7 +358,7 @@ async def test_an_idle_connection_is_closed_and_so_is_a_half_sent_query():
 
 
 async def test_a_connection_that_keeps_asking_is_not_idle():
-    limits = DnsLimits(tcp_idle_timeout=0.3)
+    limits = dns_limits(tcp_idle_timeout=0.3)
     async with DnsServer(standard_handler(), port=0, limits=limits) as server:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         for qid in range(6):  # 1.2 s in all, 0.2 s between queries
@@ -373,7 +372,7 @@ async def test_a_connection_that_keeps_asking_is_not_idle():
 
 
 async def test_idle_connections_make_room_for_new_clients_longest_idle_first(caplog):
-    limits = DnsLimits(tcp_max_connections=20)
+    limits = dns_limits(tcp_max_connections=20)
     async with DnsServer(standard_handler(), port=0, limits=limits) as server:
         idle = []
         for _ in range(50):

@@ -4,9 +4,20 @@ those names only; any other reverse name is outside our zone (forwarded or REFUS
 from __future__ import annotations
 
 import pytest
-from dnstesting import OTHER_DATAPLANE, ask, endpoint, flags, mesh, rcode, rdatas, service, snapshot
 
-from dnsserver import Handler, ZoneConfig
+from dnsserver import Handler
+from tests.dns.dnstesting import (
+    OTHER_DATAPLANE,
+    ask,
+    endpoint,
+    flags,
+    mesh,
+    rcode,
+    rdatas,
+    service,
+    snapshot,
+    zone_config,
+)
 
 V6_VIP = "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa."
 V6_ENDPOINT = "1.0.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa."
@@ -45,7 +56,7 @@ def test_ptr_follows_the_client_mesh(handler):
 def test_every_service_at_an_address_gets_a_ptr():
     shared = endpoint("10.5.0.1")
     handler = Handler(
-        ZoneConfig(),
+        zone_config(),
         snapshot(
             mesh(
                 "default",

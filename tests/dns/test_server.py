@@ -11,10 +11,20 @@ import dns.asyncquery
 import dns.flags
 import dns.message
 import pytest
-from dnstesting import mesh, parse, query, rcode, rdatas, service, snapshot, standard_handler
 
-from dnsserver import BindError, DnsServer, Handler, ZoneConfig
-from dnsserver.config import DnsLimits
+from dnsserver import BindError, DnsServer, Handler
+from tests.dns.dnstesting import (
+    dns_limits,
+    mesh,
+    parse,
+    query,
+    rcode,
+    rdatas,
+    service,
+    snapshot,
+    standard_handler,
+    zone_config,
+)
 
 # Generous bound on waiting for the server; no test asserts on timing.
 PATIENCE = 5.0
@@ -94,7 +104,7 @@ async def test_garbage_does_not_stop_the_server(server):
 async def test_answers_in_the_mesh_of_the_client_address():
     # The test's client is 127.0.0.1, a resolver address by default: none here.
     handler = Handler(
-        ZoneConfig(resolver_addresses=frozenset()),
+        zone_config(resolver_addresses=frozenset()),
         snapshot(
             mesh("default", service("web", "240.0.0.2")),
             mesh("other", service("web", "240.1.0.2")),
@@ -107,7 +117,7 @@ async def test_answers_in_the_mesh_of_the_client_address():
 
 async def test_idle_tcp_connection_is_closed():
     async with DnsServer(
-        standard_handler(), port=0, limits=DnsLimits(tcp_idle_timeout=0.1)
+        standard_handler(), port=0, limits=dns_limits(tcp_idle_timeout=0.1)
     ) as server:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         assert await asyncio.wait_for(reader.read(), PATIENCE) == b""
@@ -117,7 +127,7 @@ async def test_idle_tcp_connection_is_closed():
 
 async def test_a_connection_over_the_limit_closes_the_idle_one():
     async with DnsServer(
-        standard_handler(), port=0, limits=DnsLimits(tcp_max_connections=1)
+        standard_handler(), port=0, limits=dns_limits(tcp_max_connections=1)
     ) as server:
         first_reader, first = await asyncio.open_connection(server.host, server.port)
         first.write(framed(query("web.mesh.", qid=1)))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from dnstesting import ask, flags, owners, rcode, rdatas, standard_snapshot
 
-from dnsserver import ZoneConfig
 from dnsserver.views import build_zone
+from tests.dns.dnstesting import ask, flags, owners, rcode, rdatas, standard_snapshot, zone_config
 
 
 @pytest.mark.parametrize(
@@ -71,6 +70,6 @@ def test_reply_keeps_the_query_id(handler):
 
 
 def test_services_without_a_dns_name_are_left_out_of_the_zone():
-    zone = build_zone(ZoneConfig(), standard_snapshot().meshes["default"], revision=1)
+    zone = build_zone(zone_config(), standard_snapshot().meshes["default"], revision=1)
     assert all(0 < len(label) <= 63 for name in zone.nodes for label in name)
     assert (b"has.dot",) not in zone.nodes

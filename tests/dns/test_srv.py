@@ -6,10 +6,10 @@ from __future__ import annotations
 from ipaddress import ip_address
 
 import pytest
-from dnstesting import ask, flags, mesh, rcode, rdatas, service, snapshot
 
-from dnsserver import Handler, ZoneConfig
+from dnsserver import Handler
 from registry.snapshot import Endpoint
+from tests.dns.dnstesting import ask, flags, mesh, rcode, rdatas, service, snapshot, zone_config
 
 BACKEND_SRV = [
     "0 1 8080 0a000001.addr.mesh.",
@@ -94,7 +94,7 @@ def test_rotation_keeps_records_and_additionals_aligned(handler):
 def test_only_ready_endpoints_of_the_local_zone(local_zone, endpoint_zone, ready, answer):
     member = Endpoint("dp", ip_address("10.9.0.1"), 7000, ready=ready, zone=endpoint_zone)
     view = snapshot(mesh("default", service("s", "240.0.0.1", endpoints=(member,))))
-    handler = Handler(ZoneConfig(local_zone=local_zone), view)
+    handler = Handler(zone_config(local_zone=local_zone), view)
     assert rdatas(ask(handler, "_s._tcp.mesh.", "SRV").answer) == answer
     addresses = ["10.9.0.1"] if answer else []
     assert rdatas(ask(handler, "s.endpoints.mesh.", "A").answer) == addresses

@@ -5,7 +5,12 @@ from __future__ import annotations
 from ipaddress import ip_address, ip_network
 
 import pytest
-from dnstesting import (
+
+from dnsserver import Handler
+from dnsserver.handler import Transfer
+from dnsserver.views import build_zone
+from dnsserver.zonefile import render, zone_records
+from tests.dns.dnstesting import (
     OTHER_DATAPLANE,
     OUTSIDER,
     big_endpoints,
@@ -20,11 +25,6 @@ from dnstesting import (
     standard_config,
     standard_snapshot,
 )
-
-from dnsserver import Handler
-from dnsserver.handler import Transfer
-from dnsserver.views import build_zone
-from dnsserver.zonefile import render, zone_records
 
 SECONDARY = ip_address("127.0.0.2")
 

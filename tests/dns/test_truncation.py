@@ -6,10 +6,10 @@ from ipaddress import ip_address
 
 import dns.flags
 import pytest
-from dnstesting import BIG_ENDPOINTS, OUTSIDER, parse, query, rdatas
 
 from dnsserver.codec import Response, encode_response
 from dnsserver.records import Ns, Question, Record, name_from_text
+from tests.dns.dnstesting import BIG_ENDPOINTS, OUTSIDER, parse, query, rdatas
 
 BIG = "big.endpoints.mesh."
 

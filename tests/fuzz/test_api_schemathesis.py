@@ -1,6 +1,6 @@
 """Fuzzing the HTTP API with schemathesis against the OpenAPI document it serves.
 
-Every operation of ``registry.api.create_app`` over a real store (SQLite and Postgres)
+Every operation of ``registry.api.app.create_app`` over a real store (SQLite and Postgres)
 gets schemathesis' generated requests, valid and invalid by the spec; the checks: no 5xx
 (``not_a_server_error``), and each answer with a documented status matches its
 documented schema and content type. The PUT routes and POST /apply read their bodies
@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from registry.api import create_app
+from registry.api.app import create_app
 from registry.schema import RESOURCE_TYPES, Dataplane
 from registry.store import Store
 from registry.store.database import create_engine

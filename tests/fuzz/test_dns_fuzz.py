@@ -5,8 +5,13 @@ records, odd opcodes, classes and types), over UDP and TCP, from every kind of c
 Every reply must be what :func:`tests.fuzz.dnsfuzz.judge` says: nothing escapes the
 handler, a message is dropped only when it has no header or is a response, and every
 reply parses with dnspython, has QR, the query's id and opcode, and fits its transport.
-The handler answers normally afterwards. The examples are bounded for CI; scripts/fuzz-dns
-runs the same oracle over 100,000 packets and more.
+The handler answers normally afterwards, and each test checks what the handler made of
+its packets (the tally of outcomes and rcodes), so that a strategy that stopped reaching
+past the header checks fails instead of passing on nothing.
+
+The examples are sized for CI, and derandomized: every run judges the same packets, so the
+tally's assertions hold run after run. The search for new packets is scripts/fuzz-dns's,
+which runs the same oracle over 100,000 seeded random packets and more.
 """
 
 from __future__ import annotations
@@ -43,8 +48,8 @@ from tests.fuzz.dnsfuzz import (
 )
 
 FUZZ = settings(
-    max_examples=2500,
     deadline=None,
+    derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -126,16 +131,24 @@ def fuzz_handler_with(packets: st.SearchStrategy[bytes], examples: int) -> Tally
 
 
 def test_random_bytes():
-    tally = fuzz_handler_with(st.binary(max_size=700), 1500)
-    assert tally.outcomes["dropped"] and tally.outcomes["answered"]
+    tally = fuzz_handler_with(st.binary(max_size=700), 400)
+    # Most random bytes are no query; those with a header are answered, not dropped.
+    assert {"dropped", "answered"} <= set(tally.outcomes)
+    assert tally.outcomes["dropped"] > tally.outcomes["answered"] > 0
+    assert "NOTIMP" in tally.rcodes  # random opcodes
 
 
 def test_mutated_queries():
-    tally = fuzz_handler_with(queries, 3000)
+    tally = fuzz_handler_with(queries, 1000)
     # The mutations reach every outcome, and past the header checks.
     assert {"dropped", "answered", "forwarded", "transfer"} <= set(tally.outcomes)
     assert {"NOERROR", "NXDOMAIN", "FORMERR", "REFUSED", "NOTIMP"} <= set(tally.rcodes)
 
 
 def test_messages_built_from_hostile_parts():
-    fuzz_handler_with(built, 1500)
+    tally = fuzz_handler_with(built, 400)
+    # Any header (responses among them, dropped), then hostile names and records: the
+    # queries are answered, and the malformed ones refused as such.
+    assert {"dropped", "answered"} <= set(tally.outcomes)
+    assert tally.outcomes["answered"] > 0.2 * sum(tally.outcomes.values())
+    assert {"FORMERR", "NOTIMP"} <= set(tally.rcodes)

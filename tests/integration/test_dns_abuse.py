@@ -21,7 +21,8 @@ import pytest
 
 from tests.helpers import dig, eventually, require_tool
 
-pytestmark = pytest.mark.integration
+# Rates and timeouts measured under the test's own load only: no other test beside it.
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 FLOODER = "127.0.0.2"
 BYSTANDER = "127.0.0.3"

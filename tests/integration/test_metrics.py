@@ -67,6 +67,7 @@ def dnsperf_rcodes(output: str) -> tuple[int, dict[str, int]]:
     }
 
 
+@pytest.mark.serial  # dnsperf's 5,000 queries/s must be sent and answered in time
 def test_dnsperf_queries_are_counted_by_type_and_rcode(start_meshdns, tmp_path):
     dnsperf = require_tool("dnsperf")
     server = start_meshdns("", "--rate-limit", "0")

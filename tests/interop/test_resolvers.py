@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.dns.stubupstream import UPSTREAM_A
-from tests.helpers import IN_CI, MESHDNS, Meshdns, free_port, require_tool
+from tests.helpers import IN_CI, MESHDNS, Meshdns, eventually, free_port, require_tool
 
 pytestmark = pytest.mark.interop
 
@@ -110,13 +109,13 @@ def vip(meshdns: Meshdns, name: str = "backend.mesh", *options: str) -> str:
 
 def wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
     """Until something answers DNS on port (the resolver is up), or it died."""
-    for _ in range(200):
+
+    def answering() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"resolver exited:\n{log.read_text()}")
-        if "status:" in dig(port, "mesh", "SOA", "+time=1"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"resolver not answering on {port}:\n{log.read_text()}")
+        return "status:" in dig(port, "mesh", "SOA", "+time=1")
+
+    eventually(answering, lambda: f"resolver answering on {port}:\n{log.read_text()}", 30)
 
 
 class TestMeshdnsItself:

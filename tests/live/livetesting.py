@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import dns.exception
 import dns.message
@@ -15,7 +15,7 @@ import dns.query
 import dns.rcode
 import httpx
 
-T = TypeVar("T")
+from tests.helpers import poll
 
 # One DNS answer as the tests compare them: the rcode and the sorted answer data.
 Answer = tuple[str, tuple[str, ...]]
@@ -51,19 +51,6 @@ def resolve(port: int, name: str, rdtype: str = "A", timeout: float = 2.0) -> An
     return dns.rcode.to_text(reply.rcode()), tuple(data)
 
 
-def wait_for(
-    probe: Callable[[], T | None], timeout: float, interval: float = 0.005
-) -> tuple[T | None, float]:
-    """Call `probe` until it returns something truthy or `timeout` passes: (value, seconds)."""
-    start = time.monotonic()
-    while True:
-        value = probe()
-        elapsed = time.monotonic() - start
-        if value or elapsed >= timeout:
-            return value, elapsed
-        time.sleep(interval)
-
-
 def wait_for_answer(
     port: int, name: str, expected: Callable[[Answer], bool], timeout: float = 5
 ) -> tuple[Answer | None, float]:
@@ -75,7 +62,7 @@ def wait_for_answer(
         last[0] = answer
         return answer if answer is not None and expected(answer) else None
 
-    found, elapsed = wait_for(probe, timeout)
+    found, elapsed = poll(probe, timeout, interval=0.005)
     return (found if found is not None else last[0]), elapsed
 
 

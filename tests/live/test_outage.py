@@ -15,6 +15,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from tests.helpers import poll
 from tests.live.livetesting import (
     DnsProbe,
     assert_kuma_error,
@@ -27,7 +28,6 @@ from tests.live.livetesting import (
     reports_connected,
     reports_disconnected,
     resolve,
-    wait_for,
     wait_for_answer,
 )
 
@@ -73,7 +73,7 @@ def test_dns_answers_through_a_database_outage(private_postgres, start_meshdns):
         state = readiness(server.api)
         return state if reports_disconnected(*state) else None
 
-    state, _ = wait_for(disconnected, timeout=15, interval=0.1)
+    state, _ = poll(disconnected, timeout=15, interval=0.1)
     assert state is not None, f"/readyz still says {readiness(server.api)} with Postgres down"
     lost_line, _ = loss_and_recovery(server.log())
     assert lost_line is not None, f"no log line marks the database lost:\n{server.log()}"
@@ -99,14 +99,14 @@ def test_dns_answers_through_a_database_outage(private_postgres, start_meshdns):
     private_postgres.start()
     up_at = time.monotonic()
 
-    back, recovery_seconds = wait_for(
+    back, recovery_seconds = poll(
         lambda: reports_connected(*readiness(server.api)), timeout=20, interval=0.1
     )
     assert back, f"/readyz still says {readiness(server.api)} 20 s after Postgres came back"
     print(f"/readyz connected again {recovery_seconds * 1000:.0f} ms after Postgres started")
     if readiness(server.api)[1].get("feed", {}).get("listening") is not None:
         # Postgres NOTIFYs: the LISTEN connection died with the server and must come back.
-        listening, _ = wait_for(
+        listening, _ = poll(
             lambda: readiness(server.api)[1]["feed"]["listening"], timeout=15, interval=0.1
         )
         assert listening, f"the feed does not LISTEN again: {readiness(server.api)}"

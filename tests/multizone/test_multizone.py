@@ -5,22 +5,37 @@ A `backend` dataplane and a zone ingress are registered in zone-a; a dataplane c
 zone-b (a `web` dataplane, querying from its own address) must not see `backend.mesh`
 while the mesh has no mTLS, and must see it, through zone-a's ingress, once global
 enables mTLS and a TrafficPermission allows it.
+
+The deployment is started once for the module (one worker runs its tests, in this
+order): each test leaves it as it found it, and whatever a test stopped is started again
+before the next. Which writes each mode refuses is checked in process, over both
+backends, with one check on the real processes that `serve --mode` wires the mode in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 import httpx
 import pytest
 
+from registry.api.app import create_app
+from registry.store import Store
+from tests.conftest import PostgresAdmin, postgres_url
 from tests.helpers import Meshdns, dig, eventually
 from tests.live.livetesting import dataplane
 from tests.multizone.conftest import SyncProcess
 
-pytestmark = [pytest.mark.postgres, pytest.mark.integration]
+# The marks of a test on the real deployment: one worker runs them all, so the module's
+# deployment is started once.
+DEPLOYED = (
+    pytest.mark.postgres,
+    pytest.mark.integration,
+    pytest.mark.xdist_group("multizone-deployment"),
+)
 
 BACKEND_ADDRESS = "127.0.0.11"
 INGRESS_ADDRESS = "127.0.0.12"
@@ -54,32 +69,184 @@ def ask(
     return status, answers
 
 
+# Which writes each mode refuses: the server, the path, the body, the refused kind.
+REFUSED_WRITES: list[tuple[str, str, dict[str, Any], str]] = [
+    ("zone-a", "/meshes/other", {"type": "Mesh", "name": "other"}, "Mesh"),
+    (
+        "zone-a",
+        "/meshes/default/traffic-permissions/all",
+        {
+            "type": "TrafficPermission",
+            "mesh": "default",
+            "name": "all",
+            "sources": [{"match": {"kuma.io/service": "*"}}],
+            "destinations": [{"match": {"kuma.io/service": "*"}}],
+        },
+        "TrafficPermission",
+    ),
+    (
+        "global",
+        "/meshes/default/dataplanes/web-9",
+        dataplane("web-9", "web", WEB_ADDRESS),
+        "Dataplane",
+    ),
+    (
+        "global",
+        "/zoneingresses/in",
+        {
+            "type": "ZoneIngress",
+            "name": "in",
+            "networking": {"address": INGRESS_ADDRESS, "port": 1},
+        },
+        "ZoneIngress",
+    ),
+]
+# How each server of the deployment is set up (`serve --mode ... --zone ...`).
+MODES = {"global": ("global", None), "zone-a": ("zone", "zone-a")}
+
+
+def assert_refused(answer: httpx.Response, server: str, refused: str) -> None:
+    """A 405 whose message names the kind refused, read-only, and where to write it."""
+    assert answer.status_code == 405
+    details = answer.json()["details"]
+    assert refused in details and "read-only" in details
+    other = "global" if server != "global" else "zone"
+    assert other in details
+
+
+def deployed(test: Callable[..., None]) -> Callable[..., None]:
+    for mark in DEPLOYED:
+        test = mark(test)
+    return test
+
+
+@dataclass
+class Deployment:
+    """The module's processes and their databases, by name."""
+
+    urls: dict[str, str]
+    servers: dict[str, Meshdns]
+    workers: dict[str, SyncProcess]
+
+
+@pytest.fixture(scope="module")
+def shared_deployment(
+    postgres_admin: PostgresAdmin, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    """Global, zone-a and zone-b control planes on databases of their own, and the two
+    zones' sync workers: started once for the module."""
+    postgres_admin.require()
+    cwd = tmp_path_factory.mktemp("multizone")
+    names = {name: postgres_admin.create_migrated() for name in ("global", "zone-a", "zone-b")}
+    urls = {name: postgres_url(database) for name, database in names.items()}
+    servers: dict[str, Meshdns] = {}
+    workers: dict[str, SyncProcess] = {}
+    try:
+        for name, extra in (
+            ("global", ("--mode", "global")),
+            ("zone-a", ("--mode", "zone", "--zone", "zone-a")),
+            ("zone-b", ("--mode", "zone", "--zone", "zone-b")),
+        ):
+            servers[name] = Meshdns(database_url=urls[name], cwd=cwd, extra=extra)
+            servers[name].start()
+        for zone in ("zone-a", "zone-b"):
+            workers[zone] = SyncProcess(zone, urls[zone], urls["global"], cwd).start()
+        # The default mesh comes from global.
+        for zone in ("zone-a", "zone-b"):
+
+            def replicated(mesh: str = servers[zone].api + "/meshes/default") -> bool:
+                return httpx.get(mesh).status_code == 200
+
+            eventually(replicated, what=f"mesh default replicated to {zone}")
+        yield Deployment(urls, servers, workers)
+    finally:
+        processes: list[SyncProcess | Meshdns] = [*workers.values(), *servers.values()]
+        for process in processes:
+            if process.process is not None:
+                process.stop()
+        for database in names.values():
+            postgres_admin.drop(database)
+
+
 @pytest.fixture
-def deployment(
-    databases: Callable[[], str],
-    start_meshdns: Callable[..., Meshdns],
-    start_sync: Callable[..., SyncProcess],
-) -> dict[str, Any]:
-    urls = {name: databases() for name in ("global", "zone-a", "zone-b")}
-    servers = {
-        "global": start_meshdns(urls["global"], "--mode", "global"),
-        "zone-a": start_meshdns(urls["zone-a"], "--mode", "zone", "--zone", "zone-a"),
-        "zone-b": start_meshdns(urls["zone-b"], "--mode", "zone", "--zone", "zone-b"),
-    }
-    workers = {zone: start_sync(zone, urls[zone], urls["global"]) for zone in ("zone-a", "zone-b")}
-    # The default mesh comes from global.
-    for zone in ("zone-a", "zone-b"):
-        eventually(
-            lambda zone=zone: httpx.get(servers[zone].api + "/meshes/default").status_code == 200,
-            what=f"mesh default replicated to {zone}",
-        )
-    return {"urls": urls, "servers": servers, "workers": workers}
+def deployment(shared_deployment: Deployment) -> Deployment:
+    """The module's deployment, every process running: what an earlier test stopped
+    (global and the sync workers, to show the zones answering without them) is started
+    again, on the same ports and databases."""
+    for server in shared_deployment.servers.values():
+        if server.process is not None and server.process.poll() is not None:
+            server.start()
+    for worker in shared_deployment.workers.values():
+        if worker.process is not None and worker.process.poll() is not None:
+            worker.start()
+    return shared_deployment
 
 
-def test_backend_in_zone_a_is_reachable_from_zone_b_only_under_mtls_and_a_permission(
-    deployment: dict[str, Any],
+@deployed
+def test_disabling_a_zone_removes_its_ingress_from_the_other_zones(
+    deployment: Deployment,
 ) -> None:
-    servers = deployment["servers"]
+    servers = deployment.servers
+    zone_a, zone_b, global_cp = servers["zone-a"], servers["zone-b"], servers["global"]
+    ingress = {
+        "type": "ZoneIngress",
+        "name": "ingress-1",
+        "networking": {"address": INGRESS_ADDRESS, "port": 10001},
+    }
+    assert put(zone_a.api, "/zoneingresses/ingress-1", ingress).status_code == 201
+
+    def ingress_names() -> list[str]:
+        return [i["name"] for i in httpx.get(zone_b.api + "/zoneingresses").json()["items"]]
+
+    eventually(lambda: ingress_names() == ["zone-a.ingress-1"], what="ingress in zone-b")
+    eventually(
+        lambda: httpx.get(global_cp.api + "/zones/zone-a").status_code == 200,
+        what="zone-a on global",
+    )
+    listed = global_cp.cli("get", "zones")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line.split()[1:3] for line in listed.stdout.splitlines()[1:]}
+    assert rows["zone-a"] == ["Online", "yes"]
+    assert (
+        put(
+            global_cp.api, "/zones/zone-a", {"type": "Zone", "name": "zone-a", "enabled": False}
+        ).status_code
+        == 200
+    )
+    eventually(lambda: ingress_names() == [], what="ingress gone from zone-b")
+    rows = {
+        line.split()[0]: line.split()[1:3]
+        for line in global_cp.cli("get", "zones").stdout.splitlines()[1:]
+    }
+    assert rows["zone-a"] == ["Online", "no"]
+    assert (
+        put(
+            global_cp.api, "/zones/zone-a", {"type": "Zone", "name": "zone-a", "enabled": True}
+        ).status_code
+        == 200
+    )
+    eventually(lambda: ingress_names() == ["zone-a.ingress-1"], what="ingress back in zone-b")
+    # Leave the deployment as it was: no ingress anywhere.
+    assert httpx.delete(zone_a.api + "/zoneingresses/ingress-1", timeout=10).status_code == 200
+    eventually(lambda: ingress_names() == [], what="ingress deleted, gone from zone-b")
+
+
+@deployed
+def test_serve_in_each_mode_refuses_the_writes_of_the_other(deployment: Deployment) -> None:
+    """`serve --mode` wires the mode into the API: one refused write of each server."""
+    for server, path, body, refused in (REFUSED_WRITES[0], REFUSED_WRITES[2]):
+        api = deployment.servers[server].api
+        assert_refused(put(api, path, body), server, refused)
+        applied = httpx.post(api + "/apply", json={"items": [body]}, timeout=10)
+        assert applied.status_code == 405
+        assert httpx.get(api + path).status_code == 404
+
+
+@deployed
+def test_backend_in_zone_a_is_reachable_from_zone_b_only_under_mtls_and_a_permission(
+    deployment: Deployment,
+) -> None:
+    servers = deployment.servers
     zone_a, zone_b, global_cp = servers["zone-a"], servers["zone-b"], servers["global"]
     assert (
         put(
@@ -218,103 +385,26 @@ def test_backend_in_zone_a_is_reachable_from_zone_b_only_under_mtls_and_a_permis
     assert zones == {"zone-a": "Online", "zone-b": "Online"}
 
     # Global and the sync workers down: zone-b keeps answering, remote service included.
-    for worker in deployment["workers"].values():
+    # (The deployment fixture starts them again for any test after this one.)
+    for worker in deployment.workers.values():
         worker.kill()
     global_cp.stop()
     assert ask(zone_b, "backend.mesh", "A") == ("NOERROR", vips)
     assert ask(zone_b, "_backend._tcp.mesh", "SRV") == ("NOERROR", srv)
 
 
-def test_disabling_a_zone_removes_its_ingress_from_the_other_zones(
-    deployment: dict[str, Any],
+@pytest.mark.parametrize(("server", "path", "body", "refused"), REFUSED_WRITES)
+async def test_writes_a_mode_does_not_take_answer_405_with_a_clear_message(
+    store: Store, server: str, path: str, body: dict[str, Any], refused: str
 ) -> None:
-    servers = deployment["servers"]
-    zone_a, zone_b, global_cp = servers["zone-a"], servers["zone-b"], servers["global"]
-    ingress = {
-        "type": "ZoneIngress",
-        "name": "ingress-1",
-        "networking": {"address": INGRESS_ADDRESS, "port": 10001},
-    }
-    assert put(zone_a.api, "/zoneingresses/ingress-1", ingress).status_code == 201
-
-    def ingress_names() -> list[str]:
-        return [i["name"] for i in httpx.get(zone_b.api + "/zoneingresses").json()["items"]]
-
-    eventually(lambda: ingress_names() == ["zone-a.ingress-1"], what="ingress in zone-b")
-    eventually(
-        lambda: httpx.get(global_cp.api + "/zones/zone-a").status_code == 200,
-        what="zone-a on global",
-    )
-    listed = global_cp.cli("get", "zones")
-    assert listed.returncode == 0, listed.stderr
-    rows = {line.split()[0]: line.split()[1:3] for line in listed.stdout.splitlines()[1:]}
-    assert rows["zone-a"] == ["Online", "yes"]
-    assert (
-        put(
-            global_cp.api, "/zones/zone-a", {"type": "Zone", "name": "zone-a", "enabled": False}
-        ).status_code
-        == 200
-    )
-    eventually(lambda: ingress_names() == [], what="ingress gone from zone-b")
-    rows = {
-        line.split()[0]: line.split()[1:3]
-        for line in global_cp.cli("get", "zones").stdout.splitlines()[1:]
-    }
-    assert rows["zone-a"] == ["Online", "no"]
-    assert (
-        put(
-            global_cp.api, "/zones/zone-a", {"type": "Zone", "name": "zone-a", "enabled": True}
-        ).status_code
-        == 200
-    )
-    eventually(lambda: ingress_names() == ["zone-a.ingress-1"], what="ingress back in zone-b")
-
-
-@pytest.mark.parametrize(
-    ("server", "path", "body", "refused"),
-    [
-        ("zone-a", "/meshes/other", {"type": "Mesh", "name": "other"}, "Mesh"),
-        (
-            "zone-a",
-            "/meshes/default/traffic-permissions/all",
-            {
-                "type": "TrafficPermission",
-                "mesh": "default",
-                "name": "all",
-                "sources": [{"match": {"kuma.io/service": "*"}}],
-                "destinations": [{"match": {"kuma.io/service": "*"}}],
-            },
-            "TrafficPermission",
-        ),
-        (
-            "global",
-            "/meshes/default/dataplanes/web-9",
-            dataplane("web-9", "web", WEB_ADDRESS),
-            "Dataplane",
-        ),
-        (
-            "global",
-            "/zoneingresses/in",
-            {
-                "type": "ZoneIngress",
-                "name": "in",
-                "networking": {"address": INGRESS_ADDRESS, "port": 1},
-            },
-            "ZoneIngress",
-        ),
-    ],
-)
-def test_writes_a_mode_does_not_take_answer_405_with_a_clear_message(
-    deployment: dict[str, Any], server: str, path: str, body: dict[str, Any], refused: str
-) -> None:
-    api = deployment["servers"][server].api
-    response = put(api, path, body)
-    assert response.status_code == 405
-    details = response.json()["details"]
-    assert refused in details and "read-only" in details
-    other = "global" if server != "global" else "zone"
-    assert other in details
-    # All or nothing through apply as well.
-    applied = httpx.post(api + "/apply", json={"items": [body]}, timeout=10)
-    assert applied.status_code == 405
-    assert httpx.get(api + path).status_code == 404
+    # As on the deployment, the mesh default exists.
+    await Store(store.engine, mode="standalone").ensure_mesh("default")
+    mode, zone = MODES[server]
+    app = create_app(Store(store.engine, mode=mode), zone=zone)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://meshdns") as http:
+        assert_refused(await http.put(path, json=body), server, refused)
+        # All or nothing through apply as well.
+        applied = await http.post("/apply", json={"items": [body]})
+        assert applied.status_code == 405
+        assert (await http.get(path)).status_code == 404

@@ -6,14 +6,18 @@ import asyncio
 import random
 
 import pytest
-from registrytesting import dataplane, mesh
 from sqlalchemy import text
 
-from registry.feed.changes import Change, read_changes
+from registry.feed.backoff import FIRST_DELAY, MAX_DELAY, Backoff
+from registry.feed.changes import read_changes
 from registry.feed.follower import RegistryFollower
+from registry.feed.states import Change
+from registry.feed.view import RegistryView
+from registry.schema import ZoneIngress, parse_resource
 from registry.snapshot import Delta, Snapshot
 from registry.store import Store
 from registry.store.database import create_engine
+from tests.registry.registrytesting import dataplane, mesh
 
 
 def comparable(snapshot: Snapshot) -> tuple:
@@ -81,6 +85,67 @@ async def test_follower_applies_deltas_equal_to_a_full_load(store: Store):
     deltas = [delta for _, delta in published[1:]]
     assert all(delta for delta in deltas)
     assert any(delta.services for delta in deltas)
+
+
+def ingress(name: str, *services: str, zone: str = "east") -> ZoneIngress:
+    """A zone ingress of another zone, offering `services` of mesh default."""
+    resource = parse_resource(
+        {
+            "type": "ZoneIngress",
+            "name": name,
+            "zone": zone,
+            "networking": {"address": "10.1.0.1", "port": 10001},
+            "availableServices": [
+                {"tags": {"kuma.io/service": service}, "instances": 1, "mesh": "default"}
+                for service in services
+            ],
+        }
+    )
+    assert isinstance(resource, ZoneIngress)
+    return resource
+
+
+async def test_follower_lets_go_of_the_vips_the_store_quarantines(store: Store):
+    """Services move between dataplanes and ingresses: the follower's view ends with the
+    VIPs (and remote services) a full load has, though a batch reads only the VIPs of
+    what is served or offered now."""
+    follower = RegistryFollower(store, lambda s, d: None)
+    await store.put(mesh())
+    await follower.catch_up()
+    rng = random.Random(11)
+    for _ in range(60):
+        action = rng.random()
+        if action < 0.3:
+            offered = rng.sample(["a", "b", "c", "d"], rng.randrange(3))
+            await store.put(ingress(f"in-{rng.randrange(2)}", *offered))
+        elif action < 0.4:
+            try:
+                await store.delete_resource("ZoneIngress", "", f"in-{rng.randrange(2)}")
+            except Exception:
+                continue
+        elif action < 0.55:
+            try:
+                await store.delete_dataplane("default", f"dp-{rng.randrange(4)}")
+            except Exception:
+                continue
+        else:
+            name = f"dp-{rng.randrange(4)}"
+            service = rng.choice(["a", "b", "c", "d"])
+            await store.put(dataplane(name, service, address=f"10.0.0.{rng.randrange(1, 5)}"))
+        await follower.catch_up()
+        fresh = RegistryView()
+        fresh.apply_batch(await store.read_all())
+        assert follower.view._vips == fresh._vips
+        assert follower.view.snapshot.meshes == fresh.snapshot.meshes
+
+
+def test_backoff_doubles_up_to_its_most_and_starts_again_after_a_success():
+    backoff = Backoff()
+    delays = [backoff.next() for _ in range(10)]
+    assert delays[:3] == [FIRST_DELAY, FIRST_DELAY * 2, FIRST_DELAY * 4]
+    assert delays[-1] == MAX_DELAY and max(delays) == MAX_DELAY
+    backoff.reset()
+    assert backoff.next() == FIRST_DELAY
 
 
 async def test_a_delta_names_only_what_changed(store: Store):

@@ -6,10 +6,10 @@ import dataclasses
 from ipaddress import IPv4Address, ip_address
 
 import pytest
-from registrytesting import dataplane, mesh
 
 from registry.errors import DatabaseUnavailable, NotFound, SchemaOutdated
-from registry.store import Store
+from registry.store import Store, Unchanged
+from tests.registry.registrytesting import dataplane, mesh
 
 
 async def test_mesh_round_trip_keeps_creation_time_on_update(store: Store):
@@ -214,6 +214,23 @@ async def test_ensure_mesh_creates_only_into_an_empty_registry(store: Store):
     assert await store.ensure_mesh("default") is False
     assert [item.resource.name for item in (await store.list_meshes()).items] == ["demo"]
     assert await store.revision() == revision + 2
+
+
+async def test_a_committed_write_transaction_knows_the_revision_it_left(store: Store):
+    async with store.writing() as transaction:
+        await store.put_in(transaction, mesh())
+        await store.put_in(transaction, dataplane("web-1"))
+        assert transaction.revision is None  # not committed yet
+    assert transaction.revision == 2 == await store.revision()
+    async with store.writing() as unchanged:
+        pass  # records nothing: the registry's revision stays
+    assert unchanged.revision == 2 == await store.revision()
+    with pytest.raises(Unchanged):
+        async with store.writing() as rolled_back:
+            await store.put_in(rolled_back, mesh("other"))
+            raise Unchanged
+    assert rolled_back.revision is None
+    assert await store.revision() == 2
 
 
 async def test_every_change_gets_its_own_revision(store: Store):

@@ -14,7 +14,6 @@ from ipaddress import IPv6Address, ip_address
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from registrytesting import dataplane, mesh
 
 from registry.errors import InvalidResource
 from registry.feed.follower import RegistryFollower
@@ -22,6 +21,7 @@ from registry.feed.reader import parse_address
 from registry.feed.view import RegistryView
 from registry.schema import Dataplane, parse_resource
 from registry.store import Store
+from tests.registry.registrytesting import dataplane, mesh
 
 SCOPES = st.sampled_from(["eth0", "lo", "\n", "x" * 5000, "1", "%", ""])
 ADDRESS_TEXTS = st.one_of(
@@ -121,7 +121,7 @@ async def test_a_readable_version_replaces_an_unreadable_one(store: Store):
     ],
 )
 def test_an_address_selects_a_mesh_only_when_all_its_dataplanes_are_of_one(owners, mapped):
-    from registry.feed.view import DataplaneState, InboundState
+    from registry.feed.states import DataplaneState, InboundState
 
     view = RegistryView()
     states = {}

@@ -9,13 +9,13 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from registrytesting import mesh
 from sqlalchemy import select
-from vip_race_worker import MESHES, OWN, SHARED
 
 from registry.models import VipRow
 from registry.store import Store
 from registry.store.database import create_engine
+from tests.registry.registrytesting import mesh
+from tests.registry.vip_race_worker import MESHES, OWN, SHARED
 
 WORKER = Path(__file__).with_name("vip_race_worker.py")
 PREFIXES = ("a", "b")

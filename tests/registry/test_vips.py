@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 import pytest
-from registrytesting import dataplane, mesh
 
+from meshdns.settings import Settings
+from meshdns.wiring import vip_settings
 from registry.errors import VipPoolExhausted
 from registry.store import Store, VipSettings
 from registry.store.vips import usable_range
+from tests.registry.registrytesting import dataplane, mesh
 
 # Two usable addresses, 10.200.0.1 and 10.200.0.2 (none a dataplane's): small enough to run out.
 TINY = IPv4Network("10.200.0.0/30")
+
+
+def vips_given(**settings: object) -> VipSettings:
+    """`serve`'s VIP settings, with the options in `settings` given."""
+    return vip_settings(Settings(**settings))  # type: ignore[arg-type]
 
 
 async def vips_of(store: Store, mesh_name: str = "default") -> dict[str, IPv4Address | None]:
@@ -54,7 +61,7 @@ async def test_one_service_name_in_two_meshes_gets_two_vips(store: Store):
 
 
 async def test_a_released_vip_is_not_reused_during_its_quarantine(make_store):
-    store = make_store(VipSettings(cidr=TINY))
+    store = make_store(vips_given(vip_cidr=str(TINY)))
     await store.put_many([mesh(), dataplane("web-1", service="old")])
     old_vip = (await vips_of(store))["old"]
     await store.delete_dataplane("default", "web-1")
@@ -69,7 +76,7 @@ async def test_a_released_vip_is_not_reused_during_its_quarantine(make_store):
 
 
 async def test_a_vip_is_reused_once_its_quarantine_is_over(make_store):
-    store = make_store(VipSettings(cidr=TINY, quarantine_seconds=0))
+    store = make_store(vips_given(vip_cidr=str(TINY), vip_quarantine=0))
     await store.put_many([mesh(), dataplane("web-1", service="old"), dataplane("x-1", service="x")])
     old_vip = (await vips_of(store))["old"]
     await store.delete_dataplane("default", "web-1")
@@ -83,7 +90,7 @@ async def test_a_vip_is_reused_once_its_quarantine_is_over(make_store):
 
 
 async def test_a_returning_service_gets_its_own_vip_back(make_store):
-    store = make_store(VipSettings(cidr=TINY, quarantine_seconds=0))
+    store = make_store(vips_given(vip_cidr=str(TINY), vip_quarantine=0))
     await store.put_many([mesh(), dataplane("web-1")])
     vip = (await vips_of(store))["web"]
     await store.delete_dataplane("default", "web-1")
@@ -95,7 +102,7 @@ async def test_a_returning_service_gets_its_own_vip_back(make_store):
 
 
 async def test_a_deleted_mesh_quarantines_its_vips(make_store):
-    store = make_store(VipSettings(cidr=TINY))
+    store = make_store(vips_given(vip_cidr=str(TINY)))
     await store.put_many([mesh(), dataplane("web-1"), dataplane("api-1", service="api")])
     await store.delete_mesh("default")
     await store.put(mesh())
@@ -107,7 +114,7 @@ async def test_a_deleted_mesh_quarantines_its_vips(make_store):
 
 
 async def test_ipv6_vips_when_a_range_is_configured(make_store):
-    store = make_store(VipSettings(cidr6=IPv6Network("fd00:5::/120")))
+    store = make_store(vips_given(vip6_cidr="fd00:5::/120"))
     await store.put_many([mesh(), dataplane("web-1"), dataplane("api-1", service="api")])
 
     services = {s.name: s.vip6 for s in await store.list_services("default")}
@@ -124,7 +131,7 @@ async def test_a_service_from_before_an_ipv6_range_gets_one_when_next_written(st
     await store.put_many([mesh(), dataplane("web-1")])
     assert (await store.list_services("default"))[0].vip6 is None
 
-    with_ipv6 = make_store(VipSettings(cidr6=IPv6Network("fd00::/64")))
+    with_ipv6 = make_store(vips_given(vip6_cidr="fd00::/64"))
     await with_ipv6.put(dataplane("web-2", address="10.0.0.2"))
 
     (web,) = await with_ipv6.list_services("default")
@@ -147,9 +154,9 @@ def test_usable_range_skips_network_and_broadcast(network, first, last):
 
 
 async def test_after_a_range_change_the_holes_below_the_top_are_used(make_store):
-    low = make_store(VipSettings(cidr=IPv4Network("10.200.0.0/30")))  # .1 .2
-    high = make_store(VipSettings(cidr=IPv4Network("10.200.0.4/30")))  # .5 .6
-    wide = make_store(VipSettings(cidr=IPv4Network("10.200.0.0/29")))  # .1 to .6
+    low = make_store(vips_given(vip_cidr="10.200.0.0/30"))  # .1 .2
+    high = make_store(vips_given(vip_cidr="10.200.0.4/30"))  # .5 .6
+    wide = make_store(vips_given(vip_cidr="10.200.0.0/29"))  # .1 to .6
     await low.put_many([mesh(), dataplane("c-1", service="c")])
     await high.put_many([dataplane("a-1", service="a"), dataplane("b-1", service="b")])
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from registry.agents.liveness import Liveness
-from registry.api import create_app
+from registry.api.app import create_app
 from registry.errors import ReadOnly
 from registry.schema import parse_resource
 from registry.store import Store

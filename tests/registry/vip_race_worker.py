@@ -13,8 +13,10 @@ import random
 import sys
 from datetime import UTC, datetime
 
+from meshdns.settings import Settings
+from meshdns.wiring import vip_settings
 from registry.schema import parse_resource
-from registry.store import Store, VipSettings
+from registry.store import Store
 from registry.store.database import create_engine
 from registry.store.vips import allocate_vip
 
@@ -33,7 +35,7 @@ def work(prefix: str, seed: int) -> list[tuple[str, str]]:
 
 async def main(url: str, mode: str, prefix: str, seed: int) -> None:
     engine = create_engine(url)
-    store = Store(engine, VipSettings())
+    store = Store(engine, vip_settings(Settings()))
     async with engine.connect():
         pass  # connect before the start line, so the workers really overlap
     print("ready", flush=True)

@@ -1,0 +1,118 @@
+"""What the change feed carries: its changes, the state a snapshot needs of each resource,
+and the batches a read of the feed returns.
+
+Plain frozen values, shared by the reader that fills them, the view that applies them
+and the store that hands them out; this module imports nothing else of the feed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
+
+from registry.snapshot import IPAddress, TrafficRule
+
+ServiceKey = tuple[str, str]  # (mesh, service)
+DataplaneKey = tuple[str, str]  # (mesh, dataplane name)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change to one resource. ``mesh`` is a Mesh's own name for kind "Mesh"."""
+
+    revision: int
+    kind: str
+    mesh: str
+    name: str
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableRow:
+    """A stored row the reader left out: its kind, its key and why."""
+
+    kind: str
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Vip:
+    """The virtual IPs of one service."""
+
+    address: IPv4Address
+    address6: IPv6Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundState:
+    service: str
+    address: IPAddress
+    port: int
+    ready: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DataplaneState:
+    """What a snapshot needs of one dataplane."""
+
+    mesh: str
+    name: str
+    address: IPAddress
+    advertised: IPAddress | None
+    inbounds: tuple[InboundState, ...]
+    # False once an agent-connected dataplane has missed its heartbeats.
+    online: bool = True
+
+    @property
+    def services(self) -> set[str]:
+        return {inbound.service for inbound in self.inbounds}
+
+    @property
+    def addresses(self) -> tuple[IPAddress, ...]:
+        """Its distinct addresses; most inbounds share the dataplane's own, and hashing an
+        address (ipaddress hashes its hex string) is what a large load spends most on."""
+        others = [inbound.address for inbound in self.inbounds if inbound.address != self.address]
+        return (self.address, *dict.fromkeys(others)) if others else (self.address,)
+
+
+@dataclass(frozen=True, slots=True)
+class IngressState:
+    """What a snapshot needs of a zone ingress: where it is and what it offers."""
+
+    name: str
+    zone: str | None
+    address: IPAddress  # the advertised address, else its own
+    port: int  # the advertised port, else its own
+    services: frozenset[ServiceKey]
+
+
+@dataclass(frozen=True, slots=True)
+class EgressState:
+    name: str
+    zone: str | None
+    address: IPAddress
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedBatch:
+    """Changes and the state they left, read together at one point in time.
+
+    ``revision`` is the last change's revision (or the registry's, for a full read).
+    In the state maps, None means the resource is gone. The state may already include
+    later changes than ``revision``; applying those again when they come is harmless.
+    ``vips`` covers the services the changed dataplanes serve and the changed ingresses
+    offer now (a full read: every VIP in use).
+    """
+
+    revision: int
+    changes: tuple[Change, ...]
+    meshes: dict[str, bool | None]
+    dataplanes: dict[DataplaneKey, DataplaneState | None]
+    vips: dict[ServiceKey, Vip | None]
+    ingresses: dict[str, IngressState | None] = field(default_factory=dict)
+    egresses: dict[str, EgressState | None] = field(default_factory=dict)
+    permissions: dict[tuple[str, str], TrafficRule | None] = field(default_factory=dict)
+    # Rows left out because they could not be read (each taken as gone).
+    unreadable: tuple[UnreadableRow, ...] = ()
