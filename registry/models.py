@@ -84,6 +84,11 @@ class DataplaneRow(Base):
     advertised_address: Mapped[str | None] = mapped_column(String(ADDRESS_LENGTH))
     # The zone it was replicated from (its kuma.io/zone label); None: this registry's own.
     zone: Mapped[str | None] = mapped_column(String(NAME_LENGTH), index=True)
+    # Its labels, for MeshService selectors (dataplaneLabels); None when it has none.
+    labels: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # transparentProxying's reachableServices and reachableBackends, which narrow the
+    # names it may resolve: {"services": [...], "backends": [...]}; None when unset.
+    reachable: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -98,6 +103,7 @@ class InboundRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataplane_id: Mapped[int] = mapped_column(ForeignKey("dataplanes.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)  # index in networking.inbound
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))  # a MeshService targetPort
     service: Mapped[str] = mapped_column(String, index=True)
     address: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))  # inbound.address or networking
     port: Mapped[int] = mapped_column(Integer)
@@ -115,20 +121,27 @@ class InboundTagRow(Base):
     value: Mapped[str] = mapped_column(String)
 
 
+# The kind of a legacy service's VIP (a kuma.io/service value); the other kinds are the
+# resource types that hold one (MeshService, MeshExternalService, MeshMultiZoneService).
+LEGACY_VIP_KIND = "Service"
+
+
 class VipRow(Base):
     """A service's virtual IP; released rows stay as the quarantine and as the way back.
 
-    Not tied to meshes by a foreign key: a VIP must outlive its mesh's deletion for the
-    quarantine to hold.
+    ``kind`` says what ``service`` names: a legacy kuma.io/service, or a resource of a
+    service kind, each kind with its own range. Not tied to meshes by a foreign key: a VIP
+    must outlive its mesh's deletion for the quarantine to hold.
     """
 
     __tablename__ = "vips"
-    __table_args__ = (UniqueConstraint("mesh", "service"),)
+    __table_args__ = (UniqueConstraint("kind", "mesh", "service"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     address: Mapped[int] = mapped_column(BigInteger, unique=True)  # IPv4 as an integer
     # IPv6 fully exploded (fixed width, lower case), so text order is numeric order.
     address6: Mapped[str | None] = mapped_column(String(39), unique=True)
+    kind: Mapped[str] = mapped_column(String(32), server_default=LEGACY_VIP_KIND)
     mesh: Mapped[str] = mapped_column(String(NAME_LENGTH))
     service: Mapped[str] = mapped_column(String)
     allocated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -218,13 +231,49 @@ class ZoneEgressRow(_ZoneScoped, Base):
     __tablename__ = "zone_egresses"
 
 
-class TrafficPermissionRow(Base):
-    __tablename__ = "traffic_permissions"
-    __table_args__ = (UniqueConstraint("mesh_id", "name"),)
+class _MeshScoped:
+    """Columns of a mesh-scoped resource kept whole as JSON."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mesh_id: Mapped[int] = mapped_column(ForeignKey("meshes.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TrafficPermissionRow(_MeshScoped, Base):
+    __tablename__ = "traffic_permissions"
+    __table_args__ = (UniqueConstraint("mesh_id", "name"),)
+
+
+class MeshServiceRow(_MeshScoped, Base):
+    __tablename__ = "mesh_services"
+    __table_args__ = (UniqueConstraint("mesh_id", "name"),)
+
+
+class MeshExternalServiceRow(_MeshScoped, Base):
+    __tablename__ = "mesh_external_services"
+    __table_args__ = (UniqueConstraint("mesh_id", "name"),)
+
+
+class MeshMultiZoneServiceRow(_MeshScoped, Base):
+    __tablename__ = "mesh_multizone_services"
+    __table_args__ = (UniqueConstraint("mesh_id", "name"),)
+
+
+class MeshTrafficPermissionRow(_MeshScoped, Base):
+    __tablename__ = "mesh_traffic_permissions"
+    __table_args__ = (UniqueConstraint("mesh_id", "name"),)
+
+
+class HostnameGeneratorRow(Base):
+    """A HostnameGenerator: not per mesh."""
+
+    __tablename__ = "hostname_generators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime)

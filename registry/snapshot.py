@@ -48,6 +48,51 @@ class ServiceView:
         return tuple(endpoint for endpoint in self.endpoints if endpoint.serving)
 
 
+@dataclass(frozen=True, slots=True)
+class DestinationPort:
+    """One port of a destination (MeshService and kin), and where it is served.
+
+    ``endpoints`` listen on their own port (the inbound a MeshService port targets);
+    ``hosts`` are endpoints given by name (a MeshExternalService's ``address: db.example``),
+    each (hostname, port), answered in SRV with the name as the target.
+    """
+
+    name: str  # the port's name, else its number: Kuma's name of a port
+    port: int
+    app_protocol: str = "tcp"
+    endpoints: tuple[Endpoint, ...] = ()
+    hosts: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A MeshService, MeshExternalService or MeshMultiZoneService as DNS answers it: its
+    hostnames (each lower case, without a final dot) resolve to its VIP; SRV
+    ``_<port>._tcp.<hostname>`` gives each port's endpoints.
+
+    ``zone`` is the zone it comes from, for one synced from another zone (None: this
+    zone's own); ``service`` is the kuma.io/service it stands for, if any, which is what
+    traffic permissions name.
+    """
+
+    kind: str
+    name: str
+    hostnames: tuple[str, ...]
+    vip: IPv4Address | None
+    ports: tuple[DestinationPort, ...] = ()
+    zone: str | None = None
+    service: str | None = None
+
+    @property
+    def key(self) -> str:
+        return destination_key(self.kind, self.name)
+
+
+def destination_key(kind: str, name: str) -> str:
+    """How a mesh's destinations are keyed: ``MeshService/redis``."""
+    return f"{kind}/{name}"
+
+
 ANY_SERVICE = "*"  # a TrafficPermission match on any service
 
 
@@ -81,6 +126,11 @@ class MeshView:
     services: Mapping[str, ServiceView] = field(default_factory=lambda: _EMPTY)
     remote: Mapping[str, ServiceView] = field(default_factory=lambda: _EMPTY)
     permissions: tuple[TrafficRule, ...] = ()
+    # MeshServices and their kin, by key (:func:`destination_key`): Kuma's current model.
+    destinations: Mapping[str, Destination] = field(default_factory=lambda: _EMPTY)
+    # Whether the legacy names (``<service>.mesh`` and the rest) are answered: not in a mesh
+    # whose meshServices.mode is Exclusive (Kuma 3.0's behaviour).
+    legacy_names: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +144,9 @@ class Snapshot:
     # The services of the dataplanes at each address (in its mesh): what TrafficPermission
     # sources are matched against.
     client_services: Mapping[IPAddress, frozenset[str]] = field(default_factory=lambda: _EMPTY)
+    # The DNS zones destinations' hostnames fall under, besides the legacy domain: what
+    # the hostname generators' templates end with (``svc.mesh.local``...), lower case.
+    hostname_zones: frozenset[str] = frozenset()
 
     @classmethod
     def empty(cls) -> Snapshot:
@@ -117,6 +170,17 @@ class Delta:
     # Meshes whose remote services or traffic permissions changed (their own services
     # did not, unless listed above).
     remote: frozenset[str] = frozenset()
+    # (mesh, destination key) pairs whose Destination appeared, changed or went away.
+    destinations: frozenset[tuple[str, str]] = frozenset()
+    # Whether Snapshot.hostname_zones changed (every mesh's hostname tables are redone).
+    hostname_zones: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.services or self.meshes or self.clients or self.remote)
+        return bool(
+            self.services
+            or self.meshes
+            or self.clients
+            or self.remote
+            or self.destinations
+            or self.hostname_zones
+        )

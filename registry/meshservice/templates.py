@@ -183,3 +183,18 @@ def check(source: str) -> Template:
     if problem is not None:
         raise TemplateError(f"template {source!r} renders to {rendered!r}: {problem}")
     return template
+
+
+def static_suffix(template: Template) -> str | None:
+    """The fixed text a template's hostnames end with, as a DNS zone (``svc.mesh.local``
+    for ``{{ .DisplayName }}.svc.mesh.local``); None when it ends with an action or its
+    tail is no DNS name."""
+    if not template.parts or not isinstance(template.parts[-1], Text):
+        return None
+    if len(template.parts) == 1:
+        return None  # no action at all: a fixed name, not a family of names under a zone
+    tail = template.parts[-1].text
+    if not tail.startswith("."):
+        return None  # "{{ .Name }}-svc.mesh.local": the action is inside the first label
+    suffix = tail.strip(".").lower()
+    return suffix if suffix and hostname_problem(suffix) is None else None

@@ -51,12 +51,54 @@ from registry.schema.multizone import (
     ZoneIngress,
     ZoneIngressNetworking,
 )
+from registry.schema.services import (
+    APP_PROTOCOLS,
+    HostnameGenerator,
+    MeshExternalService,
+    MeshMultiZoneService,
+    MeshService,
+    MeshTrafficPermission,
+    label_name_problem,
+)
 
-Resource = Mesh | Dataplane | ZoneIngress | ZoneEgress | TrafficPermission | Zone
-MeshScoped = Dataplane | TrafficPermission
+Resource = (
+    Mesh
+    | Dataplane
+    | ZoneIngress
+    | ZoneEgress
+    | TrafficPermission
+    | Zone
+    | MeshService
+    | MeshExternalService
+    | MeshMultiZoneService
+    | HostnameGenerator
+    | MeshTrafficPermission
+)
+MeshScoped = (
+    Dataplane
+    | TrafficPermission
+    | MeshService
+    | MeshExternalService
+    | MeshMultiZoneService
+    | MeshTrafficPermission
+)
+# The service kinds: each gets a VIP from its own range and hostnames from generators.
+ServiceKind = MeshService | MeshExternalService | MeshMultiZoneService
 RESOURCE_TYPES: dict[str, type[Resource]] = {
     model.model_fields["type"].default: model
-    for model in (Mesh, Dataplane, ZoneIngress, ZoneEgress, TrafficPermission, Zone)
+    for model in (
+        Mesh,
+        Dataplane,
+        ZoneIngress,
+        ZoneEgress,
+        TrafficPermission,
+        Zone,
+        MeshService,
+        MeshExternalService,
+        MeshMultiZoneService,
+        HostnameGenerator,
+        MeshTrafficPermission,
+    )
 }
 
 
@@ -176,6 +218,14 @@ def parse_resources(documents: list[Any]) -> list[Resource]:
 
 
 __all__ = [
+    "APP_PROTOCOLS",
+    "HostnameGenerator",
+    "MeshExternalService",
+    "MeshMultiZoneService",
+    "MeshService",
+    "MeshTrafficPermission",
+    "ServiceKind",
+    "label_name_problem",
     "AvailableService",
     "Dataplane",
     "Gateway",

@@ -237,9 +237,13 @@ class NamedResource(Model):
     # What `kumactl get -o yaml` prints; accepted so its output applies again, never stored.
     creation_time: datetime | None = Field(None, alias="creationTime", exclude=True)
     modification_time: datetime | None = Field(None, alias="modificationTime", exclude=True)
+    # Kuma's resource identifier (`kumactl get -o yaml` prints it since 2.13): derived, so
+    # accepted and never stored.
+    kri: str | None = Field(None, exclude=True)
 
     def dump(self) -> dict[str, Any]:
         identity: dict[str, Any] = {"type": getattr(self, "type", None)}
-        if hasattr(self, "mesh"):
-            identity["mesh"] = self.mesh
+        mesh = getattr(self, "mesh", None)
+        if mesh is not None:  # mesh-scoped (a global one may carry an ignored `mesh: None`)
+            identity["mesh"] = mesh
         return {**identity, "name": self.name, **super().dump()}
