@@ -50,5 +50,8 @@ def configure_logging(level: str, log_format: str, worker: int | None = None) ->
         suffix = f"[worker {worker}]" if worker is not None else ""
         handler.setFormatter(logging.Formatter(TEXT_FORMAT.format(worker=suffix)))
     logging.basicConfig(level=level.upper(), handlers=[handler])
-    # Alembic narrates every migration context at INFO; only its warnings matter here.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Alembic narrates every migration context at INFO, and httpx every request (an
+    # agent's heartbeat each interval): only their warnings matter, unless debugging.
+    quiet = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+    for name in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
