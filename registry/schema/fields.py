@@ -243,7 +243,7 @@ class NamedResource(Model):
 
     def dump(self) -> dict[str, Any]:
         identity: dict[str, Any] = {"type": getattr(self, "type", None)}
-        mesh = getattr(self, "mesh", None)
-        if mesh is not None:  # mesh-scoped (a global one may carry an ignored `mesh: None`)
-            identity["mesh"] = mesh
+        field = type(self).model_fields.get("mesh")
+        if field is not None and not field.exclude:  # mesh-scoped (not an ignored `mesh:`)
+            identity["mesh"] = getattr(self, "mesh")
         return {**identity, "name": self.name, **super().dump()}
