@@ -245,5 +245,5 @@ class NamedResource(Model):
         identity: dict[str, Any] = {"type": getattr(self, "type", None)}
         field = type(self).model_fields.get("mesh")
         if field is not None and not field.exclude:  # mesh-scoped (not an ignored `mesh:`)
-            identity["mesh"] = getattr(self, "mesh")
+            identity["mesh"] = getattr(self, "mesh", None)
         return {**identity, "name": self.name, **super().dump()}
