@@ -1,7 +1,8 @@
-"""The authoritative DNS server for the mesh zone: wire codec, lookups and UDP/TCP transport.
+"""The authoritative DNS server for the mesh zones: wire codec, lookups and UDP/TCP transport.
 
-Reads the registry only through its immutable :class:`registry.snapshot.Snapshot`;
-never opens a database.
+The zones are ``--domain``'s (the legacy names) and those MeshServices' hostnames fall
+under (``svc.mesh.local``...). Reads the registry only through its immutable
+:class:`registry.snapshot.Snapshot`; never opens a database.
 """
 
 from dnsserver.config import ZoneConfig

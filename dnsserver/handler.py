@@ -287,9 +287,9 @@ class Handler:
         )
 
     def transfer_zone(self) -> Zone:
-        """What a transfer sends: the default mesh's view (secondaries are no dataplanes)."""
-        zones = self._zones
-        return zones.zone_of(zones.meshes.get(self._config.default_mesh, zones.empty))
+        """What a transfer of ``--domain``'s zone sends: the default mesh's view
+        (secondaries are no dataplanes). The hostname zones are not transferred."""
+        return self._zones.mesh_zone(self._config.default_mesh)
 
     def _transfer(self, query: Query, *, tcp: bool) -> bytes | Transfer:
         """AXFR over TCP; IXFR answered as a full transfer (RFC 1995 section 4 allows it)

@@ -14,7 +14,7 @@ from immutables import Map
 
 from dnsserver import names
 from dnsserver.records import Name, Ns, Record, RecordType, fold_case
-from dnsserver.zone import Node, RRset, Zone, address_node, pointer_node
+from dnsserver.zone import Node, RRset, Zone, domain_node, origin_of, pointer_node
 
 
 class Result(enum.Enum):
@@ -68,26 +68,31 @@ def lookup(zone: Zone, qname: Name, qtype: int) -> Answer:
     come in a random rotation; SRV answers carry their targets' addresses as
     additional records.
 
-    Outside the zone, the reverse names of the mesh's addresses answer PTR (and ANY);
-    any other question there is OUTSIDE_ZONE, for the handler to forward or refuse.
+    A name is answered in the zone of the longest origin it is under: ``--domain``'s
+    (legacy names first, then destinations' names there) or a hostname zone's; each
+    zone has its SOA and NS at its apex and denies with its SOA. Outside every zone, the
+    reverse names of the mesh's addresses answer PTR (and ANY); any other question there
+    is OUTSIDE_ZONE, for the handler to forward or refuse.
     """
     folded = fold_case(qname)
-    relative = _relative_name(zone, folded)
-    if relative is None:
+    origin = origin_of(folded, zone.origin, zone.hostname_origins)
+    if origin is None:
         return _reverse_lookup(zone, folded, qname, qtype)
     if qtype in _ZONE_TRANSFERS:
         return Answer(Result.REFUSED)
-    node = zone.nodes.get(relative)
+    relative = folded[: len(folded) - len(origin)]
+    if origin == zone.origin:
+        node = domain_node(zone, relative)
+    else:
+        # A hostname zone's apex has the server's NS, as --domain's has.
+        node = zone.nodes.get(()) if not relative else zone.hostnames.get(folded)
     if node is None:
-        address = names.address_of_addr_name(relative)
-        node = address_node(zone, address) if address is not None else None
-    if node is None:
-        return Answer(Result.NXDOMAIN, authority=(_negative_soa(zone),))
+        return Answer(Result.NXDOMAIN, authority=(_negative_soa(zone, origin),))
     if not relative:
         node = _with_soa(zone, node)
     rtype, rrset = _find_rrset(node, qtype)
     if rrset is None:
-        return Answer(Result.NODATA, authority=(_negative_soa(zone),))
+        return Answer(Result.NODATA, authority=(_negative_soa(zone, origin),))
     if rtype == RecordType.NS:
         return Answer(Result.SUCCESS, answer=_records(qname, rrset), additional=_glue(zone, rrset))
     answer, additional = _answer(qname, rrset)
@@ -107,7 +112,7 @@ def _reverse_lookup(zone: Zone, folded: Name, qname: Name, qtype: int) -> Answer
 
 
 def _relative_name(zone: Zone, name: Name) -> Name | None:
-    """``name`` relative to the zone's origin; None when it is outside the zone."""
+    """``name`` relative to ``--domain``; None when it is outside that zone."""
     depth = len(name) - len(zone.origin)
     if depth < 0 or name[depth:] != zone.origin:
         return None
@@ -157,9 +162,9 @@ def _with_soa(zone: Zone, apex: Node) -> Node:
     return Map(apex).set(RecordType.SOA, soa)
 
 
-def _negative_soa(zone: Zone) -> Record:
+def _negative_soa(zone: Zone, origin: Name) -> Record:
     # The SOA's own TTL caps the negative-cache time too (RFC 2308 section 5).
-    return Record(owner=zone.origin, ttl=zone.negative_ttl, data=zone.soa)
+    return Record(owner=origin, ttl=zone.negative_ttl, data=zone.soa)
 
 
 def _glue(zone: Zone, ns_rrset: RRset) -> tuple[Record, ...]:

@@ -2,9 +2,11 @@
 
 What a secondary (NSD, Knot, BIND) needs to answer the zone as meshdns does for one
 mesh: the SOA, the NS and its glue, and every name's records (VIPs, endpoints, SRV,
-``<hex>.addr`` names, dotted aliases). Reverse names are left out: they belong to
-the ``in-addr.arpa``/``ip6.arpa`` zones, not to ``mesh.``. Rotations are the
-secondary's business; the records come in the order they are held.
+``<hex>.addr`` names, dotted aliases, destinations' hostnames that fall in it). Reverse
+names are left out: they belong to the ``in-addr.arpa``/``ip6.arpa`` zones, not to
+``mesh.``; so are the hostname zones (``svc.mesh.local``...), which are not
+transferred. Rotations are the secondary's business; the records come in the order they
+are held.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from dnsserver import names
 from dnsserver.records import Name, Ns, Ptr, Record, RecordData, RecordType, Soa, Srv
-from dnsserver.zone import Zone, address_node
+from dnsserver.zone import Zone, domain_node, origin_of
 
 # The order records of one name are listed in, for a stable file.
 _TYPE_ORDER = (RecordType.SOA, RecordType.NS, RecordType.A, RecordType.AAAA, RecordType.SRV)
@@ -23,13 +25,21 @@ def zone_records(zone: Zone) -> list[Record]:
     """Every record of ``zone``, the SOA first (but not repeated last)."""
     soa = Record(owner=zone.origin, ttl=zone.negative_ttl, data=zone.soa)
     records = [soa]
-    # <hex>.addr names are answered from the address index, not held as nodes.
-    address_names = {names.addr_name(address): address for address in zone.addresses}
-    for relative in sorted(zone.nodes.keys() | address_names.keys()):
-        owner = relative + zone.origin
-        node = zone.nodes.get(relative)
-        if node is None:
-            node = address_node(zone, address_names[relative]) or {}
+    # <hex>.addr names are answered from the address indexes, not held as nodes.
+    address_names = {
+        names.addr_name(address)
+        for addresses in (zone.addresses, zone.destination_addresses)
+        for address in addresses
+    }
+    origin = zone.origin
+    hostnames = {
+        name[: len(name) - len(origin)]
+        for name in zone.hostnames
+        if origin_of(name, origin, zone.hostname_origins) == origin
+    }
+    for relative in sorted({*zone.nodes.keys(), *hostnames, *address_names}):
+        owner = relative + origin
+        node = domain_node(zone, relative) or {}
         for rtype in sorted(node, key=_type_rank):
             rrset = node[rtype]
             records.extend(Record(owner=owner, ttl=rrset.ttl, data=item) for item in rrset.items)

@@ -36,6 +36,8 @@ from registry.agents.service_feed import ServiceFeed
 from registry.api.app import create_app
 from registry.api.prometheus_sd import prometheus_sd_router
 from registry.auth.authentication import Authenticator
+from registry.meshservice.generate import MeshServiceGenerator
+from registry.meshservice.status import status_of
 from registry.snapshot import Delta, Snapshot
 from registry.store.database import create_engine
 
@@ -60,6 +62,9 @@ async def serve(settings: Settings) -> None:
     store = build_store(settings, engine)
     if settings.mode in ("standalone", "global") and await store.ensure_mesh(DEFAULT_MESH):
         log.info("created mesh %r", DEFAULT_MESH)
+    if not settings.skip_default_hostname_generators:
+        for name in await store.ensure_hostname_generators():
+            log.info("created HostnameGenerator %r", name)
 
     forwarder = build_forwarder(settings)
     if forwarder is None:
@@ -105,6 +110,10 @@ async def serve(settings: Settings) -> None:
         state = follower.view.dataplane(key)
         return None if state is None else frozenset(state.services)
 
+    def service_status(kind: str, mesh: str, name: str) -> dict[str, Any] | None:
+        # Never stored: rendered from the view DNS answers from, so the two agree.
+        return status_of(follower.view, kind, mesh, name)
+
     app = create_app(
         store,
         ready=readiness,
@@ -114,6 +123,7 @@ async def serve(settings: Settings) -> None:
         auth=Authenticator(engine, loopback_admin=settings.loopback_admin),
         known_services=known_services,
         meshes_at=follower.view.meshes_at,
+        status_of=service_status,
     )
     app.include_router(prometheus_sd_router(store, settings.zone))
     app.include_router(agent_router(store, liveness, feed, agent_config(settings), app.state.guard))
@@ -187,6 +197,14 @@ async def serve(settings: Settings) -> None:
         asyncio.create_task(liveness.run(), name="liveness") if settings.mode != "global" else None
     )
     notify_task = asyncio.create_task(notifier.run()) if notifier is not None else None
+    # Kuma's MeshService generation runs where dataplanes are served: not on global.
+    generator = None
+    if settings.mode != "global":
+        generator = MeshServiceGenerator(
+            store, zone=settings.zone, grace_period=settings.mesh_service_deletion_grace_period
+        )
+        follower.on_change(("Dataplane", "Mesh"), generator.changed)
+        generator.start()
     started = {
         "version": __version__,
         "python": sys.version.split()[0],
@@ -224,6 +242,8 @@ async def serve(settings: Settings) -> None:
         stop_task.cancel()
         await asyncio.wait({api_task}, timeout=5)
         await workers.stop()
+        if generator is not None:
+            await generator.stop()
         follow_task.cancel()
         if notify_task is not None:
             notify_task.cancel()

@@ -202,6 +202,38 @@ class Settings:
         commands=(SERVE,),
         type=click.FloatRange(0),
     )
+    mesh_service_cidr: str = option(
+        "241.0.0.0/8",
+        "IPv4 range MeshServices' virtual IPs are allocated from (--vip-cidr never "
+        "hands out an address in it).",
+        commands=(SERVE,),
+    )
+    mesh_external_service_cidr: str = option(
+        "242.0.0.0/8",
+        "IPv4 range MeshExternalServices' virtual IPs are allocated from (--vip-cidr "
+        "never hands out an address in it).",
+        commands=(SERVE,),
+    )
+    mesh_multizone_service_cidr: str = option(
+        "243.0.0.0/8",
+        "IPv4 range MeshMultiZoneServices' virtual IPs are allocated from (--vip-cidr "
+        "never hands out an address in it).",
+        commands=(SERVE,),
+    )
+    skip_default_hostname_generators: bool = option(
+        False,
+        "Do not create the default HostnameGenerators at start (those that name "
+        "MeshServices <name>.svc.mesh.local and the like).",
+        commands=(SERVE,),
+        flag="--skip-default-hostname-generators/--create-default-hostname-generators",
+    )
+    mesh_service_deletion_grace_period: float = option(
+        3600.0,
+        "Seconds a generated MeshService that no dataplane serves any more is kept before "
+        "it is deleted (meshes whose meshServices.mode generates them).",
+        commands=(SERVE,),
+        type=click.FloatRange(0),
+    )
     ttl: int = option(
         30, "TTL of VIP answers, in seconds.", commands=_SERVE_AND_EXPORT, type=click.IntRange(0)
     )
@@ -397,6 +429,7 @@ class Settings:
                 IPv6Network(self.vip6_cidr)
             except ValueError as error:
                 raise click.BadParameter(str(error), param_hint="--vip6-cidr") from None
+        self._check_kind_ranges()
         for item in split_list(self.allow_recursion):
             if item in (RECURSION_DATAPLANES, RECURSION_NONE):
                 continue
@@ -433,6 +466,27 @@ class Settings:
             )
         if self.mode == "zone" and not self.zone:
             raise click.BadParameter("--mode zone needs --zone NAME", param_hint="--zone")
+
+    def _check_kind_ranges(self) -> None:
+        """The ranges of MeshServices and their kin are IPv4 networks, none overlapping
+        another (each VIP must tell which kind of resource it belongs to)."""
+        ranges: list[tuple[str, IPv4Network]] = []
+        for name in (
+            "mesh_service_cidr",
+            "mesh_external_service_cidr",
+            "mesh_multizone_service_cidr",
+        ):
+            hint = "--" + name.replace("_", "-")
+            try:
+                network = IPv4Network(getattr(self, name))
+            except ValueError as error:
+                raise click.BadParameter(str(error), param_hint=hint) from None
+            for other_hint, other in ranges:
+                if network.overlaps(other):
+                    raise click.BadParameter(
+                        f"{network} overlaps {other_hint} {other}", param_hint=hint
+                    )
+            ranges.append((hint, network))
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Settings:

@@ -110,6 +110,9 @@ def vip_settings(settings: Settings) -> VipSettings:
         cidr=IPv4Network(settings.vip_cidr),
         cidr6=IPv6Network(settings.vip6_cidr) if settings.vip6_cidr else None,
         quarantine_seconds=settings.vip_quarantine,
+        mesh_service_cidr=IPv4Network(settings.mesh_service_cidr),
+        mesh_external_service_cidr=IPv4Network(settings.mesh_external_service_cidr),
+        mesh_multizone_service_cidr=IPv4Network(settings.mesh_multizone_service_cidr),
     )
 
 

@@ -2,7 +2,11 @@
 
 A zone gets its meshes and traffic permissions from global; global gets dataplanes, zone
 ingresses and zone egresses from the zones; Zone resources exist on global only; a
-standalone control plane takes everything but zones (DESIGN, "Multi-zone").
+standalone control plane takes everything but zones (DESIGN, "Multi-zone"). Kuma's
+service model goes where Kuma has it: MeshServices are written in zones and
+MeshMultiZoneServices on global; MeshExternalServices, HostnameGenerators and
+MeshTrafficPermissions anywhere, and each travels as Kuma syncs it
+(docs/service-model.md).
 
 Writes come two ways. *Local* writes are made by this control plane's own callers: the
 API (PUT, DELETE, ``POST /apply``), dataplane agents (connect, heartbeat, disconnect) and
@@ -38,11 +42,39 @@ _LOCAL: dict[str, frozenset[str]] = {
     "Dataplane": frozenset({STANDALONE, ZONE}),
     "ZoneIngress": frozenset({STANDALONE, ZONE}),
     "ZoneEgress": frozenset({STANDALONE, ZONE}),
+    "MeshService": frozenset({STANDALONE, ZONE}),
+    "MeshExternalService": frozenset(MODES),
+    "MeshMultiZoneService": frozenset({STANDALONE, GLOBAL}),
+    "HostnameGenerator": frozenset(MODES),
+    "MeshTrafficPermission": frozenset(MODES),
 }
 # What the sync worker writes into a control plane of each mode.
 _REPLICATED: dict[str, frozenset[str]] = {
-    GLOBAL: frozenset({"Dataplane", "ZoneIngress", "ZoneEgress", "Zone"}),
-    ZONE: frozenset({"Mesh", "TrafficPermission", "ZoneIngress"}),
+    GLOBAL: frozenset(
+        {
+            "Dataplane",
+            "ZoneIngress",
+            "ZoneEgress",
+            "Zone",
+            "MeshService",
+            "MeshExternalService",
+            "HostnameGenerator",
+            "MeshTrafficPermission",
+        }
+    ),
+    ZONE: frozenset(
+        {
+            "Mesh",
+            "TrafficPermission",
+            "ZoneIngress",
+            # From other zones (through global), and what global holds.
+            "MeshService",
+            "MeshExternalService",
+            "MeshMultiZoneService",
+            "HostnameGenerator",
+            "MeshTrafficPermission",
+        }
+    ),
     STANDALONE: frozenset(),
 }
 # Where a resource read-only here is written instead.

@@ -188,6 +188,29 @@ def _dataplane_row(item: dict[str, Any]) -> list[str]:
     ]
 
 
+def _vip_of(item: dict[str, Any]) -> str:
+    """A service kind's VIP from its status (a MeshExternalService has one, not a list)."""
+    status = item.get("status") or {}
+    vips = status.get("vips") or ([status["vip"]] if status.get("vip") else [])
+    return str(vips[0].get("ip", "")) if vips else ""
+
+
+def _hostnames_of(item: dict[str, Any]) -> str:
+    addresses = (item.get("status") or {}).get("addresses") or []
+    return ",".join(str(address.get("hostname", "")) for address in addresses)
+
+
+def _service_kind_row(item: dict[str, Any]) -> list[str]:
+    return [
+        item["mesh"],
+        item["name"],
+        _vip_of(item),
+        _hostnames_of(item),
+        _age(item.get("creationTime")),
+    ]
+
+
+_SERVICE_KIND_COLUMNS = ["MESH", "NAME", "VIP", "HOSTNAMES", "AGE"]
 TABLES: dict[str, tuple[list[str], Any]] = {
     "meshes": (
         ["NAME", "MTLS", "AGE"],
@@ -231,7 +254,20 @@ TABLES: dict[str, tuple[list[str], Any]] = {
             _age(i.get("lastSeen")),
         ],
     ),
+    "meshservices": (_SERVICE_KIND_COLUMNS, _service_kind_row),
+    "meshexternalservices": (_SERVICE_KIND_COLUMNS, _service_kind_row),
+    "meshmultizoneservices": (_SERVICE_KIND_COLUMNS, _service_kind_row),
+    "meshtrafficpermissions": (
+        ["MESH", "NAME", "AGE"],
+        lambda i: [i["mesh"], i["name"], _age(i.get("creationTime"))],
+    ),
+    "hostnamegenerators": (
+        ["NAME", "AGE"],
+        lambda i: [i["name"], _age(i.get("creationTime"))],
+    ),
 }
+# The kinds listed across the registry, not in one mesh (-m).
+_GLOBAL_KINDS = ("meshes", "zones", "hostnamegenerators")
 
 
 @click.command("get")
@@ -245,9 +281,11 @@ TABLES: dict[str, tuple[list[str], Any]] = {
 )
 @settings_options("get")
 def get(kind: str, output: str, settings: Settings) -> None:
-    """List meshes, dataplanes, services or zones."""
+    """List meshes, dataplanes, services, zones, or Kuma's service model (meshservices,
+    meshexternalservices, meshmultizoneservices, hostnamegenerators,
+    meshtrafficpermissions)."""
     api, mesh = api_target(settings), settings.mesh
-    if kind in ("meshes", "zones"):
+    if kind in _GLOBAL_KINDS:
         path = f"/{kind}"
     else:
         path = api_path("/meshes/{mesh}/", mesh=mesh) + kind
@@ -263,19 +301,36 @@ def get(kind: str, output: str, settings: Settings) -> None:
         click.echo(table(header, [row(item) for item in items]))
 
 
+# What `delete` takes: each kind's type name and its path (mesh-scoped ones in -m's mesh).
+DELETABLE = {
+    "mesh": ("Mesh", "/meshes/{name}"),
+    "dataplane": ("Dataplane", "/meshes/{mesh}/dataplanes/{name}"),
+    "meshservice": ("MeshService", "/meshes/{mesh}/meshservices/{name}"),
+    "meshexternalservice": ("MeshExternalService", "/meshes/{mesh}/meshexternalservices/{name}"),
+    "meshmultizoneservice": (
+        "MeshMultiZoneService",
+        "/meshes/{mesh}/meshmultizoneservices/{name}",
+    ),
+    "meshtrafficpermission": (
+        "MeshTrafficPermission",
+        "/meshes/{mesh}/meshtrafficpermissions/{name}",
+    ),
+    "hostnamegenerator": ("HostnameGenerator", "/hostnamegenerators/{name}"),
+}
+
+
 @click.command("delete")
-@click.argument("kind", type=click.Choice(["mesh", "dataplane"]))
+@click.argument("kind", type=click.Choice(list(DELETABLE)))
 @click.argument("name")
 @settings_options("delete")
 def delete(kind: str, name: str, settings: Settings) -> None:
-    """Delete a mesh (with everything in it) or a dataplane."""
-    api, mesh = api_target(settings), settings.mesh
-    if kind == "mesh":
-        path = api_path("/meshes/{name}", name=name)
-    else:
-        path = api_path("/meshes/{mesh}/dataplanes/{name}", mesh=mesh, name=name)
-    api_request(api, "DELETE", path)
-    click.echo(f'deleted {kind.capitalize()} "{name}"')
+    """Delete a mesh (with everything in it), a dataplane, or a resource of Kuma's
+    service model."""
+    api = api_target(settings)
+    type_name, template = DELETABLE[kind]
+    names = {"name": name} | ({"mesh": settings.mesh} if "{mesh}" in template else {})
+    api_request(api, "DELETE", api_path(template, **names))
+    click.echo(f'deleted {type_name} "{name}"')
 
 
 COMMANDS = (apply, get, delete)

@@ -15,6 +15,7 @@ from registry.api.errors import add_error_handlers
 from registry.api.meshes import meshes_router
 from registry.api.openapi import complete_openapi
 from registry.api.probes import probes_router
+from registry.api.rendering import StatusOf
 from registry.api.resources import resources_router
 from registry.api.writes import OnChange, Writes
 from registry.api.zones import zones_router
@@ -35,10 +36,12 @@ def create_app(
     auth: Authenticator | None = None,
     known_services: Callable[[DataplaneKey], frozenset[str] | None] | None = None,
     meshes_at: Callable[[IPAddress], set[str]] | None = None,
+    status_of: StatusOf | None = None,
 ) -> FastAPI:
     """The API application over `store`; `on_change` is awaited with the registry's
     revision after every committed write (`serve` uses it to answer only once its own DNS
-    has the write).
+    has the write). `status_of` gives the `status` shown with MeshServices and their kin
+    (none without it).
 
     `auth` None: every request is admin. The app's `state.guard` checks what a caller may
     do; routers added later (registry/agents/routes.py) use it too.
@@ -63,6 +66,6 @@ def create_app(
     app.include_router(dataplanes_router(store, guard, writes, zone))
     app.include_router(apply_router(store, guard, writes))
     app.include_router(zones_router(store))
-    app.include_router(resources_router(store, guard, writes))
+    app.include_router(resources_router(store, guard, writes, status_of))
     complete_openapi(app)
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from registry.api.access import caller
+from registry.api.labels import with_computed_labels
 from registry.api.reading import read_document
 from registry.api.writes import Writes
 from registry.auth.authorization import Guard
@@ -31,7 +32,10 @@ def apply_router(store: Store, guard: Guard, writes: Writes) -> APIRouter:
             raise InvalidResource(
                 "Request is not valid", [Cause("items", "a non-empty list of resources")]
             )
-        resources = parse_resources(items)
+        resources = [
+            with_computed_labels(resource, store.mode, guard.zone)
+            for resource in parse_resources(items)
+        ]
         for index, resource in enumerate(resources):
             store.check_addresses(resource, where=f"items[{index}].")
         who = caller(request)

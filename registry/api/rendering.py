@@ -3,11 +3,16 @@ listings in Kuma's envelope ``{total, items, next}``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
 
 from registry.store import ServiceSummary, Stored
+
+# The `status` of a resource of a service kind, by (kind, mesh, name), as Kuma's API shows
+# it; None: none to show. Computed from the registry's view, never stored.
+StatusOf = Callable[[str, str, str], dict[str, Any] | None]
 
 
 def render(stored: Stored) -> dict[str, Any]:

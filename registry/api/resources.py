@@ -1,6 +1,12 @@
-"""The resources kept whole (traffic permissions, zone ingresses, zone egresses, zones) at
-Kuma's collection paths: ``/meshes/{mesh}/traffic-permissions[/{name}]`` for the
-mesh-scoped, ``/zoneingresses[/{name}]`` and the like for the others."""
+"""The resources kept whole at Kuma's collection paths: ``/meshes/{mesh}/traffic-permissions
+[/{name}]`` and the like for the mesh-scoped (Kuma's service model also at ``/meshservices``
+and the like, listing every mesh), ``/zoneingresses[/{name}]`` and the like for the
+others.
+
+The service kinds (MeshService, MeshExternalService, MeshMultiZoneService) are shown with
+the ``status`` Kuma computes for them (their VIP, hostnames and generators' conditions):
+never stored, it comes from `status_of`, which answers it from the registry's view.
+"""
 
 from __future__ import annotations
 
@@ -12,25 +18,30 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from registry.api.access import caller
+from registry.api.labels import with_computed_labels
 from registry.api.reading import OffsetQuery, SizeQuery, fill_identity, read_document
-from registry.api.rendering import listing, render
+from registry.api.rendering import StatusOf, listing, render
 from registry.api.writes import Writes
 from registry.auth.authorization import Guard
 from registry.auth.scopes import Scope, requires
 from registry.errors import NotFound
-from registry.schema import Resource, parse_resource
-from registry.store import Store
-from registry.store.kept_whole import missing
+from registry.schema import MeshScoped, Resource, parse_resource
+from registry.store import Store, Stored
+from registry.store.kept_whole import SERVICE_KINDS, missing
 from registry.write_rules import check_write
 
 
 @dataclass(frozen=True, slots=True)
 class Collection:
-    """A resource type at its collection path, and who besides an admin writes it."""
+    """A resource type at its collection path, and who besides an admin writes it.
+
+    `across_meshes`: a mesh-scoped collection also listed at ``/<collection>``, with the
+    resources of every mesh."""
 
     kind: str
     mesh_scoped: bool
     writers: Scope = Scope.ADMIN
+    across_meshes: bool = False
 
 
 _Handler = Callable[..., Any]
@@ -40,30 +51,55 @@ COLLECTIONS = {
     "zoneingresses": Collection("ZoneIngress", mesh_scoped=False, writers=Scope.ZONE_WRITE),
     "zoneegresses": Collection("ZoneEgress", mesh_scoped=False, writers=Scope.ZONE_WRITE),
     "zones": Collection("Zone", mesh_scoped=False),
+    "meshservices": Collection("MeshService", mesh_scoped=True, across_meshes=True),
+    "meshexternalservices": Collection("MeshExternalService", mesh_scoped=True, across_meshes=True),
+    "meshmultizoneservices": Collection(
+        "MeshMultiZoneService", mesh_scoped=True, across_meshes=True
+    ),
+    "meshtrafficpermissions": Collection(
+        "MeshTrafficPermission", mesh_scoped=True, across_meshes=True
+    ),
+    "hostnamegenerators": Collection("HostnameGenerator", mesh_scoped=False),
 }
 
 
 class _KeptWhole:
     """What the routes of every collection do, given the resource type (and its mesh)."""
 
-    def __init__(self, store: Store, guard: Guard, writes: Writes) -> None:
+    def __init__(
+        self, store: Store, guard: Guard, writes: Writes, status_of: StatusOf | None
+    ) -> None:
         self.store = store
         self.guard = guard
         self.writes = writes
+        self.status_of = status_of
+
+    def render(self, stored: Stored) -> dict[str, Any]:
+        """A stored resource as Kuma shows it, a service kind's with its status."""
+        body = render(stored)
+        resource = stored.resource
+        if self.status_of is not None and resource.type in SERVICE_KINDS:
+            assert isinstance(resource, MeshScoped)
+            status = self.status_of(resource.type, resource.mesh, resource.name)
+            if status is not None:
+                body["status"] = status
+        return body
 
     async def list(
         self, kind: str, mesh: str | None, request: Request, size: int, offset: int
     ) -> dict:
         page = await self.store.list_resources(kind, mesh, size=size, offset=offset)
-        return listing(request, page.total, [render(item) for item in page.items], size, offset)
+        items = [self.render(item) for item in page.items]
+        return listing(request, page.total, items, size, offset)
 
     async def get(self, kind: str, mesh: str | None, name: str) -> dict:
-        return render(await self.store.get_resource(kind, mesh or "", name))
+        return self.render(await self.store.get_resource(kind, mesh or "", name))
 
     async def put(self, kind: str, mesh: str | None, name: str, request: Request) -> JSONResponse:
         check_write(self.store.mode, kind)
         expected = {"type": kind, "name": name} | ({"mesh": mesh} if mesh is not None else {})
         resource: Resource = parse_resource(fill_identity(await read_document(request), expected))
+        resource = with_computed_labels(resource, self.store.mode, self.guard.zone)
         await self.guard.check_put(caller(request), resource)
         async with self.writes.transaction() as transaction:
             created = await self.store.put_in(transaction, resource)
@@ -78,10 +114,12 @@ class _KeptWhole:
         return {}
 
 
-def resources_router(store: Store, guard: Guard, writes: Writes) -> APIRouter:
+def resources_router(
+    store: Store, guard: Guard, writes: Writes, status_of: StatusOf | None = None
+) -> APIRouter:
     """GET (one and all), PUT and DELETE of each collection in COLLECTIONS."""
     router = APIRouter()
-    kept_whole = _KeptWhole(store, guard, writes)
+    kept_whole = _KeptWhole(store, guard, writes, status_of)
     for name, collection in COLLECTIONS.items():
         _add_routes(router, name, collection, kept_whole)
     return router
@@ -112,6 +150,14 @@ def _add_routes(
         _register(
             router, path, collection, spec, list_in_mesh, get_in_mesh, put_in_mesh, delete_in_mesh
         )
+        if spec.across_meshes:
+
+            async def list_every_mesh(
+                request: Request, size: int = SizeQuery, offset: int = OffsetQuery
+            ) -> dict:
+                return await kept_whole.list(kind, None, request, size, offset)
+
+            router.get(f"/{collection}", name=f"list {collection} of every mesh")(list_every_mesh)
     else:
         path = f"/{collection}"
 

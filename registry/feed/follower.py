@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from sqlalchemy.engine import make_url
 
@@ -63,6 +63,7 @@ class RegistryFollower:
         self._reported: set[UnreadableRow] = set()
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()  # set, and replaced, whenever the cursor moves
+        self._watchers: list[tuple[frozenset[str], Callable[[Delta | None], None]]] = []
         self._listener = (
             Listener(store.engine.url.render_as_string(hide_password=False), self.wake)
             if backend == "postgresql"
@@ -81,6 +82,11 @@ class RegistryFollower:
     def wake(self) -> None:
         """Read the feed now, e.g. right after this process committed a write."""
         self._wake.set()
+
+    def on_change(self, kinds: Collection[str], callback: Callable[[Delta | None], None]) -> None:
+        """Call `callback` with the delta whenever an applied batch changed a resource of
+        one of `kinds` (with None after a full load)."""
+        self._watchers.append((frozenset(kinds), callback))
 
     async def wait_for(self, revision: int, timeout: float) -> bool:
         """Wait until the snapshot holds `revision` (or `timeout` passes); whether it does."""
@@ -122,6 +128,9 @@ class RegistryFollower:
         delta = self.view.apply_batch(batch)
         if full or delta:
             self.publish(self.view.snapshot, None if full else delta)
+        for kinds, callback in self._watchers:
+            if full or any(change.kind in kinds for change in batch.changes):
+                callback(None if full else delta)
         self.revision = batch.revision
         self.last_apply_seconds = time.perf_counter() - started
         self._progress.set()

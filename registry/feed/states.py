@@ -7,9 +7,18 @@ and the store that hands them out; this module imports nothing else of the feed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
+from registry.meshservice.states import (
+    NO_LABELS,
+    GeneratorState,
+    Labels,
+    ResourceKey,
+    ServiceState,
+)
+from registry.schema.fields import SERVICE_TAG
 from registry.snapshot import IPAddress, TrafficRule
 
 ServiceKey = tuple[str, str]  # (mesh, service)
@@ -44,12 +53,64 @@ class Vip:
     address6: IPv6Address | None = None
 
 
+# Kuma's meshServices.mode of a Mesh: whether MeshServices are generated, and whether the
+# legacy kuma.io/service names are answered besides them (not when Exclusive).
+MESH_SERVICES_DISABLED = "Disabled"
+MESH_SERVICES_EXCLUSIVE = "Exclusive"
+MESH_SERVICES_MODES = (MESH_SERVICES_DISABLED, "Everywhere", "ReachableBackends", "Exclusive")
+
+
+@dataclass(frozen=True, slots=True)
+class MeshState:
+    """What a snapshot needs of one mesh."""
+
+    mtls: bool = False
+    mesh_services: str = MESH_SERVICES_DISABLED
+
+    @property
+    def legacy_names(self) -> bool:
+        return self.mesh_services != MESH_SERVICES_EXCLUSIVE
+
+
+NO_TAGS: Mapping[str, str] = NO_LABELS
+
+
 @dataclass(frozen=True, slots=True)
 class InboundState:
     service: str
     address: IPAddress
     port: int
     ready: bool
+    name: str | None = None  # what a MeshService port's targetPort may name
+    # Its other tags (kuma.io/service is ``service``), for MeshService selectors on them.
+    # The cold load reads only the tags some selector asks for; RegistryView keeps those.
+    tags: Mapping[str, str] = field(default_factory=lambda: NO_TAGS)
+
+    def has_tags(self, tags: Mapping[str, str]) -> bool:
+        """Whether this inbound has every one of `tags` (kuma.io/service among them)."""
+        for key, value in tags.items():
+            if (self.service if key == SERVICE_TAG else self.tags.get(key)) != value:
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRef:
+    """One of a dataplane's transparentProxying.reachableBackends refs."""
+
+    kind: str
+    name: str | None = None
+    namespace: str | None = None
+    port: int | None = None
+    labels: Labels | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reachable:
+    """What a dataplane's transparent proxy says it reaches (None: not narrowed)."""
+
+    services: tuple[str, ...] | None = None
+    backends: tuple[BackendRef, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +124,10 @@ class DataplaneState:
     inbounds: tuple[InboundState, ...]
     # False once an agent-connected dataplane has missed its heartbeats.
     online: bool = True
+    zone: str | None = None  # the zone it was replicated from; None: this registry's own
+    # Its labels; the cold load reads them only when some selector asks for labels.
+    labels: Labels = field(default_factory=lambda: NO_LABELS)
+    reachable: Reachable | None = None
 
     @property
     def services(self) -> set[str]:
@@ -108,11 +173,16 @@ class FeedBatch:
 
     revision: int
     changes: tuple[Change, ...]
-    meshes: dict[str, bool | None]
+    meshes: dict[str, MeshState | None]
     dataplanes: dict[DataplaneKey, DataplaneState | None]
     vips: dict[ServiceKey, Vip | None]
     ingresses: dict[str, IngressState | None] = field(default_factory=dict)
     egresses: dict[str, EgressState | None] = field(default_factory=dict)
     permissions: dict[tuple[str, str], TrafficRule | None] = field(default_factory=dict)
+    # Kuma's service model: MeshServices and their kin by (kind, mesh, name), their VIPs
+    # (those of the changed ones; a full read: all), and HostnameGenerators by name.
+    services: dict[ResourceKey, ServiceState | None] = field(default_factory=dict)
+    service_vips: dict[ResourceKey, IPv4Address | None] = field(default_factory=dict)
+    generators: dict[str, GeneratorState | None] = field(default_factory=dict)
     # Rows left out because they could not be read (each taken as gone).
     unreadable: tuple[UnreadableRow, ...] = ()

@@ -4,12 +4,15 @@ A reader (the DNS server, later the sync worker and the dataplane agent) feeds t
 the current state of whatever the change feed says changed; it answers with a new
 Snapshot and a Delta saying what differs. The snapshot's maps are persistent
 (``immutables.Map``), so a change costs in proportion to the change, not to the registry,
-and every snapshot handed out stays valid and unchanged.
+and every snapshot handed out stays valid and unchanged. Kuma's service model
+(MeshServices and their kin, as Destinations) is kept by registry.meshservice's
+Destinations, fed the same changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from ipaddress import IPv4Address
 
 import immutables
 
@@ -19,9 +22,12 @@ from registry.feed.states import (
     EgressState,
     FeedBatch,
     IngressState,
+    MeshState,
     ServiceKey,
     Vip,
 )
+from registry.meshservice.destinations import Destinations
+from registry.meshservice.states import GeneratorState, ResourceKey, ServiceState
 from registry.snapshot import (
     Delta,
     Endpoint,
@@ -46,9 +52,11 @@ class RegistryView:
         self._egresses: dict[str, EgressState] = {}
         self._permissions: dict[tuple[str, str], TrafficRule] = {}
         self._remote: dict[str, immutables.Map[str, ServiceView]] = {}
-        self._meshes: dict[str, bool] = {}  # name -> mTLS on
+        self._meshes: dict[str, MeshState] = {}
         self._dataplanes: dict[DataplaneKey, DataplaneState] = {}
         self._members: dict[ServiceKey, set[str]] = {}  # dataplane names of each service
+        # Kuma's service model: MeshServices and their kin, read with the view's dataplanes.
+        self.destinations = Destinations(local_zone, self._dataplanes, self._members)
         self._vips: dict[ServiceKey, Vip] = {}
         self._owners: dict[IPAddress, set[DataplaneKey]] = {}  # who has each address
         self._services: immutables.Map[str, immutables.Map[str, ServiceView]] = immutables.Map()
@@ -60,32 +68,41 @@ class RegistryView:
     def apply(
         self,
         revision: int,
-        meshes: Mapping[str, bool | None],
+        meshes: Mapping[str, MeshState | bool | None],
         dataplanes: Mapping[DataplaneKey, DataplaneState | None],
         vips: Mapping[ServiceKey, Vip | None],
         ingresses: Mapping[str, IngressState | None] | None = None,
         egresses: Mapping[str, EgressState | None] | None = None,
         permissions: Mapping[tuple[str, str], TrafficRule | None] | None = None,
+        *,
+        services: Mapping[ResourceKey, ServiceState | None] | None = None,
+        service_vips: Mapping[ResourceKey, IPv4Address | None] | None = None,
+        generators: Mapping[str, GeneratorState | None] | None = None,
     ) -> Delta:
         """Take in the current state of what changed (None: it is gone); publish a snapshot.
 
         `vips` must cover every service the changed dataplanes serve and the changed
         ingresses offer now. The VIPs of the services they let go of are dropped here
         when no dataplane serves and no ingress offers them any more, as the store then
-        puts them into quarantine (registry/store/vips.py).
+        puts them into quarantine (registry/store/vips.py). A mesh given as a bool is
+        one with that mTLS and Kuma's defaults otherwise.
         """
         touched_services: set[ServiceKey] = set()
         touched_addresses: set[IPAddress] = set()
         let_go: set[ServiceKey] = set()  # served or offered before this change
         cold = not self._dataplanes
+        zones_changed = self.destinations.take(services or {}, service_vips or {}, generators or {})
+        dataplane_changes: list[tuple[DataplaneState | None, DataplaneState | None]] = []
         for key, state in dataplanes.items():
             old = self._dataplanes.pop(key, None)
             if old is not None:
                 self._forget(old, touched_services, touched_addresses)
                 let_go.update((old.mesh, service) for service in old.services)
             if state is not None:
+                state = self.destinations.kept(state)
                 # A cold load rebuilds the whole client map; no need to note addresses.
                 self._remember(state, touched_services, None if cold else touched_addresses)
+            dataplane_changes.append((old, state))
         for service_key, vip in vips.items():
             if vip is None:
                 self._vips.pop(service_key, None)
@@ -93,11 +110,13 @@ class RegistryView:
                 self._vips[service_key] = vip
             touched_services.add(service_key)
         touched_meshes: set[str] = set()
-        for mesh, mtls in meshes.items():
-            if mtls is None:
+        for mesh, mesh_state in meshes.items():
+            if mesh_state is None:
                 self._meshes.pop(mesh, None)
+            elif isinstance(mesh_state, bool):
+                self._meshes[mesh] = MeshState(mtls=mesh_state)
             else:
-                self._meshes[mesh] = mtls
+                self._meshes[mesh] = mesh_state
             touched_meshes.add(mesh)
 
         for name in ingresses or {}:
@@ -108,6 +127,7 @@ class RegistryView:
         )
         self._release_vips(let_go.difference(vips))
         changed_services = self._rebuild_services(touched_services)
+        changed_destinations = self.destinations.settle(dataplane_changes)
         if cold:
             clients_changed = self._build_clients()
         else:
@@ -115,16 +135,22 @@ class RegistryView:
         self.snapshot = Snapshot(
             revision=revision,
             meshes=self._rebuild_meshes(
-                touched_meshes | remote_meshes | {mesh for mesh, _ in changed_services}
+                touched_meshes
+                | remote_meshes
+                | {mesh for mesh, _ in changed_services}
+                | {mesh for mesh, _ in changed_destinations}
             ),
             dataplane_meshes=self._clients,
             client_services=self._client_services,
+            hostname_zones=self.destinations.hostname_zones,
         )
         return Delta(
             services=frozenset(changed_services),
             meshes=frozenset(touched_meshes),
             clients=clients_changed,
             remote=frozenset(remote_meshes - touched_meshes),
+            destinations=frozenset(changed_destinations),
+            hostname_zones=zones_changed,
         )
 
     def _update_remote(
@@ -224,6 +250,9 @@ class RegistryView:
             batch.ingresses,
             batch.egresses,
             batch.permissions,
+            services=batch.services,
+            service_vips=batch.service_vips,
+            generators=batch.generators,
         )
 
     def dataplane(self, key: DataplaneKey) -> DataplaneState | None:
@@ -361,13 +390,13 @@ class RegistryView:
     def _rebuild_meshes(self, touched: set[str]) -> Mapping[str, MeshView]:
         views = self._mesh_views.mutate()
         for mesh in touched:
-            mtls = self._meshes.get(mesh)
-            if mtls is None:
+            state = self._meshes.get(mesh)
+            if state is None:
                 views.pop(mesh, None)
             else:
                 views[mesh] = MeshView(
                     name=mesh,
-                    mtls=mtls,
+                    mtls=state.mtls,
                     services=self._services.get(mesh, immutables.Map()),
                     remote=self._remote.get(mesh, immutables.Map()),
                     permissions=tuple(
@@ -375,6 +404,8 @@ class RegistryView:
                         for (rule_mesh, _), rule in sorted(self._permissions.items())
                         if rule_mesh == mesh
                     ),
+                    destinations=self.destinations.of_mesh(mesh),
+                    legacy_names=state.legacy_names,
                 )
         self._mesh_views = views.finish()
         return self._mesh_views

@@ -24,6 +24,7 @@ from registry.snapshot import Snapshot
 from registry.store import listing, summaries, transactions, writes
 from registry.store.bulk import Replica
 from registry.store.database import WRITE_OPTION, map_errors
+from registry.store.defaults import put_absent_generators
 from registry.store.kept_whole import missing
 from registry.store.listing import Page, Stored
 from registry.store.summaries import ServiceSummary
@@ -111,7 +112,7 @@ class Store:
         return await writes.delete_resource(transaction, kind, mesh, name)
 
     async def delete_mesh(self, name: str) -> None:
-        """Delete a mesh and, like Kuma, its dataplanes; their VIPs go into quarantine."""
+        """Delete a mesh and, like Kuma, everything in it; their VIPs go into quarantine."""
         async with self.writing() as transaction:
             if not await self.delete_in(transaction, "Mesh", name, name):
                 raise NotFound(f'mesh "{name}" not found')
@@ -122,7 +123,8 @@ class Store:
                 raise NotFound(f'dataplane "{name}" not found in mesh "{mesh}"')
 
     async def delete_resource(self, kind: str, mesh: str, name: str) -> None:
-        """Delete an ingress, egress, traffic permission (in `mesh`) or zone."""
+        """Delete a resource kept whole (a mesh-scoped one in `mesh`): an ingress, egress,
+        zone, traffic permission, or one of Kuma's service model."""
         async with self.writing() as transaction:
             if not await self.delete_in(transaction, kind, mesh, name):
                 raise NotFound(missing(kind, mesh, name))
@@ -141,6 +143,15 @@ class Store:
         except Unchanged:
             return False
         return True
+
+    async def ensure_hostname_generators(self) -> list[str]:
+        """Create those of Kuma's default HostnameGenerators for this control plane's mode
+        that are absent (registry/store/defaults.py); the names created."""
+        try:
+            async with self.writing() as transaction:
+                return await put_absent_generators(transaction, self.mode)
+        except Unchanged:
+            return []
 
     async def touch_zone(self, name: str, now: datetime) -> None:
         """Note the sync worker's contact for zone `name`, creating its Zone if new.
@@ -197,13 +208,15 @@ class Store:
             return await listing.list_dataplanes(connection, mesh, size, offset, tags)
 
     async def get_resource(self, kind: str, mesh: str, name: str) -> Stored:
-        """An ingress, egress, traffic permission (in `mesh`) or zone."""
+        """A resource kept whole (a mesh-scoped one in `mesh`)."""
         async with self.reading() as connection:
             return await listing.get_resource(connection, kind, mesh, name)
 
     async def list_resources(
         self, kind: str, mesh: str | None = None, size: int = 100, offset: int = 0
     ) -> Page:
+        """A page of the resources of `kind` by name; of a mesh-scoped kind, those in
+        `mesh` (None: in every mesh)."""
         async with self.reading() as connection:
             return await listing.list_resources(connection, kind, mesh, size, offset)
 

@@ -17,6 +17,7 @@ from sqlalchemy import Integer, String, column, delete, insert, select, tuple_, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registry.models import (
+    LEGACY_VIP_KIND,
     DataplaneInsightRow,
     DataplaneRow,
     InboundRow,
@@ -24,7 +25,8 @@ from registry.models import (
     MeshRow,
     VipRow,
 )
-from registry.schema import ZONE_TAG, Dataplane
+from registry.schema import Dataplane
+from registry.store.dataplane_rows import dataplane_columns, inbound_rows
 from registry.store.vips import VipSettings, allocate_vip, release_vips
 
 # Rows per statement: well under every database's limit on bound parameters.
@@ -129,10 +131,7 @@ async def put_dataplanes(
             {
                 "mesh_id": key[0],
                 "name": dataplane.name,
-                "address": dataplane.networking.address,
-                "advertised_address": dataplane.networking.advertised_address,
-                "zone": (dataplane.labels or {}).get(ZONE_TAG),
-                "spec": dataplane.dump(),
+                **dataplane_columns(dataplane),
                 "created_at": previous[1] if previous else now,
                 "modified_at": now,
             }
@@ -146,16 +145,9 @@ async def put_dataplanes(
         ids.extend(result.scalars())
 
     inbounds = [
-        {
-            "dataplane_id": dataplane_id,
-            "position": position,
-            "service": inbound.service,
-            "address": inbound.address or replica.dataplane.networking.address,
-            "port": inbound.port,
-            "ready": inbound.ready,
-        }
+        row
         for dataplane_id, replica in zip(ids, replicas, strict=True)
-        for position, inbound in enumerate(replica.dataplane.networking.inbound)
+        for row in inbound_rows(dataplane_id, replica.dataplane)
     ]
     all_inbounds = [
         inbound for replica in replicas for inbound in replica.dataplane.networking.inbound
@@ -199,6 +191,7 @@ async def put_dataplanes(
             held = set(
                 await connection.scalars(
                     select(VipRow.service).where(
+                        VipRow.kind == LEGACY_VIP_KIND,
                         VipRow.mesh == mesh,
                         VipRow.service.in_(sorted(services)),
                         VipRow.released_at.is_(None),

@@ -15,7 +15,7 @@ from sqlalchemy.orm import aliased
 from registry.errors import NotFound
 from registry.models import DataplaneRow, InboundRow, InboundTagRow, MeshRow
 from registry.schema import Dataplane, Mesh, Resource
-from registry.store.kept_whole import MODELS, TABLES, missing
+from registry.store.kept_whole import MESH_SCOPED, MODELS, TABLES, missing
 
 ANY_VALUE = "*"  # a tag filter value meaning "the tag is present, whatever its value"
 
@@ -52,7 +52,7 @@ async def get_mesh(connection: AsyncConnection, name: str) -> Stored:
 
 async def list_meshes(connection: AsyncConnection, size: int, offset: int) -> Page:
     query = select(MeshRow.name, MeshRow.spec, MeshRow.created_at, MeshRow.modified_at)
-    return await _page(connection, Mesh, query, MeshRow.name, size, offset)
+    return await _page(connection, Mesh, query, [MeshRow.name], size, offset)
 
 
 async def get_dataplane(connection: AsyncConnection, mesh: str, name: str) -> Stored:
@@ -89,14 +89,14 @@ async def list_dataplanes(
     )
     if tags:
         query = query.where(_has_inbound_tagged(tags))
-    return await _page(connection, Dataplane, query, DataplaneRow.name, size, offset)
+    return await _page(connection, Dataplane, query, [DataplaneRow.name], size, offset)
 
 
 async def get_resource(connection: AsyncConnection, kind: str, mesh: str, name: str) -> Stored:
-    """An ingress, egress, traffic permission (in `mesh`) or zone."""
+    """A resource kept whole (a mesh-scoped one: in `mesh`)."""
     table = TABLES[kind]
     query = select(table.spec, table.created_at, table.modified_at).where(table.name == name)
-    if kind == "TrafficPermission":
+    if kind in MESH_SCOPED:
         query = query.join(MeshRow, MeshRow.id == table.mesh_id).where(MeshRow.name == mesh)
     row = (await connection.execute(query)).one_or_none()
     if row is None:
@@ -107,11 +107,18 @@ async def get_resource(connection: AsyncConnection, kind: str, mesh: str, name: 
 async def list_resources(
     connection: AsyncConnection, kind: str, mesh: str | None, size: int, offset: int
 ) -> Page:
+    """A page of the resources of `kind` by name; of a mesh-scoped kind, those in `mesh`,
+    or with `mesh` None those of every mesh (by name, then mesh)."""
     table = TABLES[kind]
     query = select(table.name, table.spec, table.created_at, table.modified_at)
-    if kind == "TrafficPermission":
-        query = query.join(MeshRow, MeshRow.id == table.mesh_id).where(MeshRow.name == mesh)
-    return await _page(connection, MODELS[kind], query, table.name, size, offset)
+    order = [table.name]
+    if kind in MESH_SCOPED:
+        query = query.join(MeshRow, MeshRow.id == table.mesh_id)
+        if mesh is None:
+            order.append(MeshRow.name)
+        else:
+            query = query.where(MeshRow.name == mesh)
+    return await _page(connection, MODELS[kind], query, order, size, offset)
 
 
 def _stored(model: type[Resource], row: Any) -> Stored:
@@ -131,14 +138,13 @@ async def _page(
     connection: AsyncConnection,
     model: type[Resource],
     query: Select[Any],
-    name: Any,
+    order: list[Any],
     size: int,
     offset: int,
 ) -> Page:
     total = await connection.scalar(select(func.count()).select_from(query.subquery()))
-    rows = await connection.execute(
-        query.order_by(_by_name(connection, name)).limit(size).offset(offset)
-    )
+    by_names = [_by_name(connection, column) for column in order]
+    rows = await connection.execute(query.order_by(*by_names).limit(size).offset(offset))
     return Page(total=int(total or 0), items=tuple(_stored(model, row) for row in rows))
 
 

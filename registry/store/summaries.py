@@ -12,7 +12,15 @@ from sqlalchemy import case, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from registry.feed.reader import stored_vip
-from registry.models import DataplaneInsightRow, DataplaneRow, InboundRow, MeshRow, VipRow, ZoneRow
+from registry.models import (
+    LEGACY_VIP_KIND,
+    DataplaneInsightRow,
+    DataplaneRow,
+    InboundRow,
+    MeshRow,
+    VipRow,
+    ZoneRow,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +59,9 @@ async def list_services(connection: AsyncConnection, mesh: str) -> list[ServiceS
         service: stored_vip(address, address6)
         for service, address, address6 in await connection.execute(
             select(VipRow.service, VipRow.address, VipRow.address6).where(
-                VipRow.released_at.is_(None), VipRow.mesh == mesh
+                VipRow.released_at.is_(None),
+                VipRow.mesh == mesh,
+                VipRow.kind == LEGACY_VIP_KIND,
             )
         )
     }

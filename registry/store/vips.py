@@ -1,8 +1,13 @@
-"""Virtual IP allocation: one stable VIP per (mesh, service), unique across meshes.
+"""Virtual IP allocation: one stable VIP per (kind, mesh, service), unique across meshes.
+
+A VIP's kind says what it names: a legacy service (LEGACY_VIP_KIND, a kuma.io/service
+value) or a resource of a service kind (its type name; ``service`` is the resource's
+name). Each kind takes addresses from its own range (registry/store/vip_ranges.py); only
+legacy services get IPv6 VIPs.
 
 The database is the arbiter. The unique constraints on ``vips`` (address, address6,
-(mesh, service)) make a duplicate impossible; an allocator that loses a race gets an
-IntegrityError inside a SAVEPOINT, which leaves the surrounding write transaction
+(kind, mesh, service)) make a duplicate impossible; an allocator that loses a race gets
+an IntegrityError inside a SAVEPOINT, which leaves the surrounding write transaction
 usable (on Postgres an error outside a savepoint aborts the whole transaction), and
 simply looks again. Candidates come from the index: the highest allocated address
 plus one, then a never-used gap, then the longest-expired quarantined address.
@@ -10,66 +15,40 @@ plus one, then a never-used gap, then the longest-expired quarantined address.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Collection
 from datetime import datetime, timedelta
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import ColumnElement, exists, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from registry.errors import Cause, Conflict, VipPoolExhausted
+from registry.errors import Conflict, VipPoolExhausted
 from registry.feed.states import Vip
-from registry.models import DataplaneRow, InboundRow, IngressServiceRow, MeshRow, VipRow
+from registry.models import (
+    LEGACY_VIP_KIND,
+    DataplaneRow,
+    InboundRow,
+    IngressServiceRow,
+    MeshRow,
+    VipRow,
+)
+from registry.store.vip_ranges import (
+    Span,
+    VipSettings,
+    range_option,
+    usable_range,
+    vip_range_causes,
+)
 
 # Each retry follows another allocator's commit, so this bounds contention, not work.
 MAX_ATTEMPTS = 100
 
 
-@dataclass(frozen=True, slots=True)
-class VipSettings:
-    cidr: IPv4Network = IPv4Network("240.0.0.0/4")
-    cidr6: IPv6Network | None = None
-    quarantine_seconds: float = 3600.0
-
-
-def vip_range_causes(settings: VipSettings, addresses: Iterable[tuple[str, str]]) -> list[Cause]:
-    """A cause for each (field, address) inside this registry's VIP ranges: an address
-    there would answer as a workload and as a service at once (PTR included)."""
-    causes = []
-    for field_name, text in addresses:
-        address = ip_address(text)
-        network = settings.cidr if address.version == 4 else settings.cidr6
-        if network is not None and address in network:
-            causes.append(
-                Cause(
-                    field_name,
-                    f"{text!r} is inside the virtual IP range {network} (--vip-cidr"
-                    f"{'' if address.version == 4 else '6'}): no workload can be there",
-                )
-            )
-    return causes
-
-
 class _LostRace(Exception):
     """Another allocator changed the row between our read and our write."""
-
-
-def usable_range(network: IPv4Network | IPv6Network) -> tuple[int, int]:
-    """The first and last allocatable address of `network`, as integers.
-
-    The network address is skipped (and an IPv4 broadcast address), except in the
-    tiny networks where every address is a host.
-    """
-    first, last = int(network.network_address), int(network.broadcast_address)
-    if network.num_addresses > 2:
-        first += 1
-        if network.version == 4:
-            last -= 1
-    return first, last
 
 
 def encode6(address: IPv6Address) -> str:
@@ -81,22 +60,36 @@ def _vip(address: int, address6: str | None) -> Vip:
     return Vip(IPv4Address(address), IPv6Address(address6) if address6 is not None else None)
 
 
+def _wants6(kind: str, settings: VipSettings) -> bool:
+    return kind == LEGACY_VIP_KIND and settings.cidr6 is not None
+
+
 async def allocate_vip(
-    connection: AsyncConnection, mesh: str, service: str, settings: VipSettings, now: datetime
+    connection: AsyncConnection,
+    mesh: str,
+    service: str,
+    settings: VipSettings,
+    now: datetime,
+    kind: str = LEGACY_VIP_KIND,
 ) -> Vip:
-    """Give (mesh, service) its VIP, within the caller's transaction; the same one it had
-    when it still holds a row (active or quarantined)."""
-    row = await _current(connection, mesh, service)
-    if row is not None and row.released_at is None and (settings.cidr6 is None or row.address6):
+    """Give (kind, mesh, service) its VIP, within the caller's transaction; the same one
+    it had when it still holds a row (active or quarantined)."""
+    row = await _current(connection, kind, mesh, service)
+    if (
+        row is not None
+        and row.released_at is None
+        and (not _wants6(kind, settings) or row.address6)
+    ):
         return _vip(row.address, row.address6)
     for _ in range(MAX_ATTEMPTS):
         try:
             async with connection.begin_nested():
-                return await _allocate_once(connection, mesh, service, settings, now)
+                return await _allocate_once(connection, kind, mesh, service, settings, now)
         except (IntegrityError, _LostRace):
             continue  # another allocator committed first; look again
+    what = "service" if kind == LEGACY_VIP_KIND else kind
     raise Conflict(
-        f"could not allocate a VIP for service {service!r} in mesh {mesh!r}: "
+        f"could not allocate a VIP for {what} {service!r} in mesh {mesh!r}: "
         f"{MAX_ATTEMPTS} attempts lost races with other allocators; try again"
     )
 
@@ -107,8 +100,8 @@ async def release_vips(
     services: Collection[str] | None,
     now: datetime,
 ) -> None:
-    """Put into quarantine the VIPs of `services` in `mesh` (all when None) that no
-    dataplane serves and no ingress offers any more."""
+    """Put into quarantine the legacy VIPs of `services` in `mesh` (all when None) that
+    no dataplane serves and no ingress offers any more."""
     still_served = (
         select(InboundRow.id)
         .join(DataplaneRow, DataplaneRow.id == InboundRow.dataplane_id)
@@ -122,6 +115,7 @@ async def release_vips(
     statement = (
         update(VipRow)
         .where(
+            VipRow.kind == LEGACY_VIP_KIND,
             VipRow.mesh == mesh,
             VipRow.released_at.is_(None),
             ~exists(still_served),
@@ -136,28 +130,57 @@ async def release_vips(
     await connection.execute(statement)
 
 
-async def _current(connection: AsyncConnection, mesh: str, service: str) -> Any:
+async def release_resource_vips(
+    connection: AsyncConnection,
+    mesh: str,
+    now: datetime,
+    kind: str | None = None,
+    name: str | None = None,
+) -> None:
+    """Put into quarantine the VIP of the resource `kind` `name` in `mesh`; without them,
+    the VIPs of every resource of a service kind in `mesh` (the mesh is gone)."""
+    statement = (
+        update(VipRow)
+        .where(VipRow.kind != LEGACY_VIP_KIND, VipRow.mesh == mesh, VipRow.released_at.is_(None))
+        .values(released_at=now)
+    )
+    if kind is not None:
+        statement = statement.where(VipRow.kind == kind)
+    if name is not None:
+        statement = statement.where(VipRow.service == name)
+    await connection.execute(statement)
+
+
+async def _current(connection: AsyncConnection, kind: str, mesh: str, service: str) -> Any:
     result = await connection.execute(
         select(VipRow.id, VipRow.address, VipRow.address6, VipRow.released_at).where(
-            VipRow.mesh == mesh, VipRow.service == service
+            VipRow.kind == kind, VipRow.mesh == mesh, VipRow.service == service
         )
     )
     return result.one_or_none()
 
 
 async def _allocate_once(
-    connection: AsyncConnection, mesh: str, service: str, settings: VipSettings, now: datetime
+    connection: AsyncConnection,
+    kind: str,
+    mesh: str,
+    service: str,
+    settings: VipSettings,
+    now: datetime,
 ) -> Vip:
-    row = await _current(connection, mesh, service)
+    row = await _current(connection, kind, mesh, service)
     if row is not None:
-        return await _reactivate(connection, row, mesh, service, settings, now)
-    address = await _free_address(connection, settings.cidr)
+        return await _reactivate(connection, row, kind, mesh, service, settings, now)
+    address = await _free_address(connection, settings.spans(kind))
     if address is not None:
-        address6 = await _pick_address6(connection, settings, now)
+        address6 = (
+            await _pick_address6(connection, settings, now) if _wants6(kind, settings) else None
+        )
         await connection.execute(
             insert(VipRow).values(
                 address=address,
                 address6=address6,
+                kind=kind,
                 mesh=mesh,
                 service=service,
                 allocated_at=now,
@@ -165,30 +188,36 @@ async def _allocate_once(
             )
         )
         return _vip(address, address6)
-    return await _reuse_quarantined(connection, mesh, service, settings, now)
+    return await _reuse_quarantined(connection, kind, mesh, service, settings, now)
 
 
 async def _reactivate(
     connection: AsyncConnection,
     row: Any,
+    kind: str,
     mesh: str,
     service: str,
     settings: VipSettings,
     now: datetime,
 ) -> Vip:
-    """Bring back (mesh, service)'s own VIP, and add an IPv6 one if it lacks it."""
+    """Bring back (kind, mesh, service)'s own VIP, and add an IPv6 one if it lacks it."""
     values: dict[str, Any] = {}
     if row.released_at is not None:
         values.update(released_at=None, allocated_at=now)
     address6 = row.address6
-    if settings.cidr6 is not None and address6 is None:
+    if _wants6(kind, settings) and address6 is None:
         address6 = values["address6"] = await _pick_address6(connection, settings, now)
     if values:
-        # Matching on (mesh, service) too: if another service took the row over in the
+        # Matching on (kind, mesh, service) too: if another took the row over in the
         # meantime, this updates nothing and we start again.
         result = await connection.execute(
             update(VipRow)
-            .where(VipRow.id == row.id, VipRow.mesh == mesh, VipRow.service == service)
+            .where(
+                VipRow.id == row.id,
+                VipRow.kind == kind,
+                VipRow.mesh == mesh,
+                VipRow.service == service,
+            )
             .values(**values)
         )
         if result.rowcount != 1:
@@ -196,9 +225,17 @@ async def _reactivate(
     return _vip(row.address, address6)
 
 
-async def _free_address(connection: AsyncConnection, network: IPv4Network) -> int | None:
-    """A never-allocated IPv4 address of `network`, or None when every one has been used."""
-    first, last = usable_range(network)
+async def _free_address(connection: AsyncConnection, spans: tuple[Span, ...]) -> int | None:
+    """A never-allocated IPv4 address of `spans` (lowest span first), or None when every
+    one has been used."""
+    for first, last in spans:
+        address = await _free_in(connection, first, last)
+        if address is not None:
+            return address
+    return None
+
+
+async def _free_in(connection: AsyncConnection, first: int, last: int) -> int | None:
     in_range = VipRow.address.between(first, last)
     lowest, highest = (
         await connection.execute(
@@ -222,28 +259,41 @@ async def _free_address(connection: AsyncConnection, network: IPv4Network) -> in
 
 
 async def _reuse_quarantined(
-    connection: AsyncConnection, mesh: str, service: str, settings: VipSettings, now: datetime
+    connection: AsyncConnection,
+    kind: str,
+    mesh: str,
+    service: str,
+    settings: VipSettings,
+    now: datetime,
 ) -> Vip:
-    """Hand the longest-expired quarantined address of the range to (mesh, service)."""
-    first, last = usable_range(settings.cidr)
-    row = await _oldest_expired(connection, VipRow.address, first, last, settings, now)
+    """Hand the longest-expired quarantined address of the kind's range to it."""
+    spans = settings.spans(kind)
+    row = await _oldest_expired(connection, _within(VipRow.address, spans), settings, now)
     if row is None:
         raise VipPoolExhausted(
-            f"no virtual IP is free in {settings.cidr}: every address is in use or in "
-            f"quarantine (for {settings.quarantine_seconds:g}s after its service went); "
-            "widen --vip-cidr"
+            f"no virtual IP is free in {settings.network(kind)}: every address is in use or "
+            f"in quarantine (for {settings.quarantine_seconds:g}s after its "
+            f"{'service' if kind == LEGACY_VIP_KIND else kind} went); widen "
+            f"{range_option(kind)}"
         )
     address6 = row.address6
-    if settings.cidr6 is None:
+    if not _wants6(kind, settings):
         address6 = None
-    elif address6 is None or IPv6Address(address6) not in settings.cidr6:
+    elif address6 is None or settings.cidr6 is None or IPv6Address(address6) not in settings.cidr6:
         address6 = await _pick_address6(connection, settings, now)
     # The released_at match makes this a compare-and-set: a competing taker updates
     # nothing and starts again.
     result = await connection.execute(
         update(VipRow)
         .where(VipRow.id == row.id, VipRow.released_at == row.released_at)
-        .values(mesh=mesh, service=service, address6=address6, allocated_at=now, released_at=None)
+        .values(
+            kind=kind,
+            mesh=mesh,
+            service=service,
+            address6=address6,
+            allocated_at=now,
+            released_at=None,
+        )
     )
     if result.rowcount != 1:
         raise _LostRace
@@ -266,7 +316,7 @@ async def _pick_address6(
     if highest < last:
         return encode6(IPv6Address(highest) + 1)
     # Used up to its end (only a tiny range can be): take an expired quarantined one.
-    row = await _oldest_expired(connection, VipRow.address6, first, last, settings, now)
+    row = await _oldest_expired(connection, VipRow.address6.between(first, last), settings, now)
     if row is None:
         raise VipPoolExhausted(
             f"no IPv6 virtual IP is free in {network}: every address is in use or in "
@@ -282,25 +332,35 @@ async def _pick_address6(
     return str(row.address6)
 
 
+def _within(column: Any, spans: tuple[Span, ...]) -> ColumnElement[bool]:
+    return or_(false(), *(column.between(first, last) for first, last in spans))
+
+
 async def _oldest_expired(
     connection: AsyncConnection,
-    column: Any,
-    first: Any,
-    last: Any,
+    where: ColumnElement[bool],
     settings: VipSettings,
     now: datetime,
 ) -> Any:
-    """The row whose quarantine ended longest ago with `column` in [first, last]; or None."""
+    """The row matching `where` whose quarantine ended longest ago; or None."""
     cutoff = now - timedelta(seconds=settings.quarantine_seconds)
     return (
         await connection.execute(
             select(VipRow.id, VipRow.address, VipRow.address6, VipRow.released_at)
-            .where(
-                column.between(first, last),
-                VipRow.released_at.is_not(None),
-                VipRow.released_at <= cutoff,
-            )
+            .where(where, VipRow.released_at.is_not(None), VipRow.released_at <= cutoff)
             .order_by(VipRow.released_at, VipRow.id)
             .limit(1)
         )
     ).one_or_none()
+
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "VipSettings",
+    "allocate_vip",
+    "encode6",
+    "release_resource_vips",
+    "release_vips",
+    "usable_range",
+    "vip_range_causes",
+]

@@ -3,7 +3,9 @@
 Every write here records its change in the transaction, so it enters the change feed and
 passes the write rules. A service gets its VIP when a dataplane serves it or an ingress
 offers it (where the caller allocates VIPs, `vips`); its VIP goes into quarantine once no
-dataplane serves it and no ingress offers it any more (registry/store/vips.py).
+dataplane serves it and no ingress offers it any more (registry/store/vips.py). A
+resource of a service kind (MeshService and its kin) gets its VIP when it is written and
+gives it back when it is deleted.
 """
 
 from __future__ import annotations
@@ -22,22 +24,14 @@ from registry.models import (
     InboundTagRow,
     IngressServiceRow,
     MeshRow,
-    TrafficPermissionRow,
 )
-from registry.schema import (
-    ZONE_TAG,
-    Dataplane,
-    Mesh,
-    Resource,
-    TrafficPermission,
-    Zone,
-    ZoneIngress,
-)
+from registry.schema import Dataplane, Mesh, MeshScoped, Resource, Zone, ZoneEgress, ZoneIngress
 from registry.store import bulk
 from registry.store.bulk import Replica
-from registry.store.kept_whole import TABLES, KeptWhole
+from registry.store.dataplane_rows import dataplane_columns, inbound_rows
+from registry.store.kept_whole import MESH_SCOPED, SERVICE_KINDS, TABLES, KeptWhole
 from registry.store.transactions import Transaction
-from registry.store.vips import VipSettings, allocate_vip, release_vips
+from registry.store.vips import VipSettings, allocate_vip, release_resource_vips, release_vips
 
 NO_MESH = ""  # the change feed's mesh of a resource that belongs to no mesh
 
@@ -46,7 +40,9 @@ def feed_mesh(resource: Resource) -> str:
     """The mesh a change to `resource` is recorded under."""
     if isinstance(resource, Mesh):
         return resource.name
-    return getattr(resource, "mesh", NO_MESH)
+    if isinstance(resource, MeshScoped):
+        return resource.mesh
+    return NO_MESH
 
 
 async def put_resource(
@@ -119,13 +115,7 @@ async def _put_dataplane(
         raise NotFound(
             f'mesh "{dataplane.mesh}" does not exist: create it before dataplane "{dataplane.name}"'
         )
-    values = {
-        "address": dataplane.networking.address,
-        "advertised_address": dataplane.networking.advertised_address,
-        "zone": (dataplane.labels or {}).get(ZONE_TAG),
-        "spec": dataplane.dump(),
-        "modified_at": now,
-    }
+    values = {**dataplane_columns(dataplane), "modified_at": now}
     dataplane_id = await connection.scalar(
         select(DataplaneRow.id).where(
             DataplaneRow.mesh_id == mesh_id, DataplaneRow.name == dataplane.name
@@ -165,17 +155,7 @@ async def _insert_inbounds(
     inbounds = dataplane.networking.inbound
     if not inbounds:
         return
-    rows = [
-        {
-            "dataplane_id": dataplane_id,
-            "position": position,
-            "service": inbound.service,
-            "address": inbound.address or dataplane.networking.address,
-            "port": inbound.port,
-            "ready": inbound.ready,
-        }
-        for position, inbound in enumerate(inbounds)
-    ]
+    rows = inbound_rows(dataplane_id, dataplane)
     ids = (
         await connection.execute(
             insert(InboundRow).returning(InboundRow.id, sort_by_parameter_order=True), rows
@@ -202,17 +182,21 @@ async def _mesh_id(connection: AsyncConnection, mesh: str, what: str) -> int:
 async def _put_kept_whole(
     connection: AsyncConnection, resource: KeptWhole, now: datetime, vips: VipSettings | None
 ) -> bool:
-    """Create or replace an ingress, egress, traffic permission or zone."""
+    """Create or replace a resource kept whole (with its VIP, for a service kind)."""
     table = TABLES[resource.type]
     where = [table.name == resource.name]
-    values: dict[str, Any] = {"spec": resource.dump(), "modified_at": now}
-    if isinstance(resource, TrafficPermission):
-        mesh_id = await _mesh_id(connection, resource.mesh, f'traffic permission "{resource.name}"')
+    spec = resource.dump()
+    if not isinstance(resource, MeshScoped):
+        spec.pop("mesh", None)  # a generator's, as Kuma's documentation writes it: ignored
+    values: dict[str, Any] = {"spec": spec, "modified_at": now}
+    if isinstance(resource, MeshScoped):
+        noun = "traffic permission" if resource.type == "TrafficPermission" else resource.type
+        mesh_id = await _mesh_id(connection, resource.mesh, f'{noun} "{resource.name}"')
         where.append(table.mesh_id == mesh_id)
         values["mesh_id"] = mesh_id
     elif isinstance(resource, Zone):
         values["enabled"] = resource.enabled
-    else:
+    elif isinstance(resource, ZoneIngress | ZoneEgress):
         values["zone"] = resource.zone
     row_id = await connection.scalar(select(table.id).where(*where))
     created = row_id is None
@@ -225,6 +209,9 @@ async def _put_kept_whole(
         await connection.execute(update(table).where(table.id == row_id).values(**values))
     if isinstance(resource, ZoneIngress):
         await _put_ingress_services(connection, row_id, resource, now, vips)
+    elif resource.type in SERVICE_KINDS and vips is not None:
+        assert isinstance(resource, MeshScoped)
+        await allocate_vip(connection, resource.mesh, resource.name, vips, now, resource.type)
     return created
 
 
@@ -275,14 +262,12 @@ async def _delete_mesh(transaction: Transaction, name: str) -> bool:
     if mesh_id is None:
         return False
     # The database cascades; the feed gets a tombstone for each of its resources too.
-    for kind, table in (
-        ("Dataplane", DataplaneRow),
-        ("TrafficPermission", TrafficPermissionRow),
-    ):
+    for kind, table in (("Dataplane", DataplaneRow), *((k, TABLES[k]) for k in MESH_SCOPED)):
         for member in await connection.scalars(select(table.name).where(table.mesh_id == mesh_id)):
             transaction.record(kind, name, member, deleted=True)
     await connection.execute(delete(MeshRow).where(MeshRow.id == mesh_id))
     await release_vips(connection, name, None, transaction.now)
+    await release_resource_vips(connection, name, transaction.now)
     transaction.record("Mesh", name, name, deleted=True)
     return True
 
@@ -311,7 +296,7 @@ async def _delete_kept_whole(transaction: Transaction, kind: str, mesh: str, nam
     table = TABLES[kind]
     connection = transaction.connection
     where = [table.name == name]
-    if kind == "TrafficPermission":
+    if kind in MESH_SCOPED:
         where.append(table.mesh_id.in_(select(MeshRow.id).where(MeshRow.name == mesh)))
     row_id = await connection.scalar(select(table.id).where(*where))
     if row_id is None:
@@ -329,5 +314,7 @@ async def _delete_kept_whole(transaction: Transaction, kind: str, mesh: str, nam
     await connection.execute(delete(table).where(table.id == row_id))
     for offered_mesh, service in offered:
         await release_vips(connection, offered_mesh, {service}, transaction.now)
-    transaction.record(kind, mesh if kind == "TrafficPermission" else NO_MESH, name, deleted=True)
+    if kind in SERVICE_KINDS:
+        await release_resource_vips(connection, mesh, transaction.now, kind, name)
+    transaction.record(kind, mesh if kind in MESH_SCOPED else NO_MESH, name, deleted=True)
     return True

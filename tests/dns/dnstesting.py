@@ -17,7 +17,14 @@ from dnsserver import Handler, ZoneConfig
 from dnsserver.config import DnsLimits
 from meshdns import wiring
 from meshdns.settings import Settings
-from registry.snapshot import Endpoint, MeshView, ServiceView, Snapshot
+from registry.snapshot import (
+    Destination,
+    DestinationPort,
+    Endpoint,
+    MeshView,
+    ServiceView,
+    Snapshot,
+)
 
 # A client that is no registered dataplane: answered in the default mesh.
 OUTSIDER = ip_address("192.0.2.1")
@@ -28,8 +35,22 @@ BIG_ENDPOINTS = 300
 REVISION = 42
 
 
-def endpoint(address: str, *, ready: bool = True, port: int = 8080) -> Endpoint:
-    return Endpoint(dataplane=f"dp-{address}", address=ip_address(address), port=port, ready=ready)
+def endpoint(
+    address: str,
+    *,
+    ready: bool = True,
+    port: int = 8080,
+    zone: str | None = None,
+    online: bool = True,
+) -> Endpoint:
+    return Endpoint(
+        dataplane=f"dp-{address}",
+        address=ip_address(address),
+        port=port,
+        ready=ready,
+        zone=zone,
+        online=online,
+    )
 
 
 def service(
@@ -40,12 +61,51 @@ def service(
     return ServiceView(name=name, vip=v4, vip6=v6, endpoints=endpoints)
 
 
-def mesh(name: str, *services: ServiceView) -> MeshView:
-    return MeshView(name=name, services=MappingProxyType({s.name: s for s in services}))
+def port(
+    name: str,
+    number: int,
+    *endpoints: Endpoint,
+    hosts: tuple[tuple[str, int], ...] = (),
+) -> DestinationPort:
+    """A destination's port (``name``: its name, else its number as text)."""
+    return DestinationPort(name=name, port=number, endpoints=endpoints, hosts=hosts)
+
+
+def destination(
+    name: str,
+    hostnames: tuple[str, ...],
+    vip: str | None,
+    *ports: DestinationPort,
+    kind: str = "MeshService",
+) -> Destination:
+    return Destination(
+        kind=kind,
+        name=name,
+        hostnames=hostnames,
+        vip=IPv4Address(vip) if vip else None,
+        ports=ports,
+    )
+
+
+def mesh(
+    name: str,
+    *services: ServiceView,
+    destinations: tuple[Destination, ...] = (),
+    legacy_names: bool = True,
+) -> MeshView:
+    return MeshView(
+        name=name,
+        services=MappingProxyType({s.name: s for s in services}),
+        destinations=MappingProxyType({d.key: d for d in destinations}),
+        legacy_names=legacy_names,
+    )
 
 
 def snapshot(
-    *meshes: MeshView, revision: int = REVISION, clients: dict[str, str] | None = None
+    *meshes: MeshView,
+    revision: int = REVISION,
+    clients: dict[str, str] | None = None,
+    hostname_zones: tuple[str, ...] = (),
 ) -> Snapshot:
     return Snapshot(
         revision=revision,
@@ -53,6 +113,7 @@ def snapshot(
         dataplane_meshes=MappingProxyType(
             {ip_address(address): name for address, name in (clients or {}).items()}
         ),
+        hostname_zones=frozenset(hostname_zones),
     )
 
 

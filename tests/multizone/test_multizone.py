@@ -6,9 +6,9 @@ zone-b (a `web` dataplane, querying from its own address) must not see `backend.
 while the mesh has no mTLS, and must see it, through zone-a's ingress, once global
 enables mTLS and a TrafficPermission allows it.
 
-The deployment is started once for the module (one worker runs its tests, in this
-order): each test leaves it as it found it, and whatever a test stopped is started again
-before the next. Which writes each mode refuses is checked in process, over both
+The deployment is started once for the module (one worker runs a module's tests, in
+this order): each test leaves it as it found it, and whatever a test stopped is started
+again before the next. Which writes each mode refuses is checked in process, over both
 backends, with one check on the real processes that `serve --mode` wires the mode in.
 """
 
@@ -28,14 +28,6 @@ from tests.conftest import PostgresAdmin, postgres_url
 from tests.helpers import Meshdns, dig, eventually
 from tests.live.livetesting import dataplane
 from tests.multizone.conftest import SyncProcess
-
-# The marks of a test on the real deployment: one worker runs them all, so the module's
-# deployment is started once.
-DEPLOYED = (
-    pytest.mark.postgres,
-    pytest.mark.integration,
-    pytest.mark.xdist_group("multizone-deployment"),
-)
 
 BACKEND_ADDRESS = "127.0.0.11"
 INGRESS_ADDRESS = "127.0.0.12"
@@ -115,9 +107,8 @@ def assert_refused(answer: httpx.Response, server: str, refused: str) -> None:
 
 
 def deployed(test: Callable[..., None]) -> Callable[..., None]:
-    for mark in DEPLOYED:
-        test = mark(test)
-    return test
+    """The marks of a test on the real deployment."""
+    return pytest.mark.postgres(pytest.mark.integration(test))
 
 
 @dataclass

@@ -8,15 +8,25 @@ import random
 import pytest
 from sqlalchemy import text
 
+from registry.errors import NotFound
 from registry.feed.backoff import FIRST_DELAY, MAX_DELAY, Backoff
 from registry.feed.changes import read_changes
 from registry.feed.follower import RegistryFollower
 from registry.feed.states import Change
 from registry.feed.view import RegistryView
+from registry.meshservice.status import status_of
 from registry.schema import ZoneIngress, parse_resource
 from registry.snapshot import Delta, Snapshot
 from registry.store import Store
 from registry.store.database import create_engine
+from tests.meshservice import meshtesting
+from tests.meshservice.meshtesting import (
+    external_service,
+    generator,
+    inbound,
+    mesh_service,
+    multizone_service,
+)
 from tests.registry.registrytesting import dataplane, mesh
 
 
@@ -303,3 +313,131 @@ async def test_registry_feed_makes_the_late_commit_impossible(postgres_database_
     finally:
         await store.engine.dispose()
         await observer.dispose()
+
+
+def destinations_and_status(view: RegistryView) -> tuple:
+    """Every mesh's destinations and every service-kind resource's status, as plain values."""
+    snapshot = view.snapshot
+    statuses = {
+        (kind, mesh_name, name): status_of(view, kind, mesh_name, name)
+        for mesh_name, mesh_view in snapshot.meshes.items()
+        for key in mesh_view.destinations
+        for kind, name in [key.split("/", 1)]
+    }
+    return (
+        {name: (m.legacy_names, dict(m.destinations)) for name, m in snapshot.meshes.items()},
+        snapshot.hostname_zones,
+        statuses,
+    )
+
+
+SELECTORS: list[dict] = [
+    {"dataplaneTags": {"kuma.io/service": "a"}},
+    {"dataplaneTags": {"kuma.io/service": "b", "version": "v2"}},
+    {"dataplaneTags": {"version": "v1"}},
+    {"dataplaneRef": {"name": "dp-1"}},
+    {"dataplaneLabels": {"matchLabels": {"tier": "front"}}},
+]
+TEMPLATES = [
+    "{{ .DisplayName }}.svc.mesh.local",
+    '{{ label "app" }}.svc.mesh.local',  # collides: several share an app
+    "{{ .Name }}.{{ .Zone }}.zone.local",
+    '{{ label "missing" }}.svc.mesh.local',
+]
+
+
+async def random_service_model_change(store: Store, rng: random.Random) -> None:
+    """One write (or deletion) of a dataplane, a resource of Kuma's service model, or the
+    mesh's meshServices.mode; NotFound when it deletes what is not there."""
+    action = rng.random()
+    name = rng.choice(["a", "b", "c", "d"])
+    if action < 0.3:
+        services = rng.sample(["a", "b", "c"], rng.randint(1, 2))
+        inbounds = [
+            inbound(
+                service,
+                rng.choice([80, 81]) + 10 * offset,
+                tags={"version": rng.choice(["v1", "v2"])},
+                health={"ready": rng.random() < 0.8},
+                **({"name": "http"} if rng.random() < 0.3 else {}),
+            )
+            for offset, service in enumerate(services)
+        ]
+        labels = {"tier": rng.choice(["front", "back"])} if rng.random() < 0.5 else None
+        address = f"10.0.0.{rng.randrange(1, 6)}"
+        document = meshtesting.dataplane(
+            f"dp-{rng.randrange(5)}", address, *inbounds, labels=labels
+        )
+    elif action < 0.4:
+        await store.delete_dataplane("default", f"dp-{rng.randrange(5)}")
+        return
+    elif action < 0.55:
+        ports = rng.sample([80, {"name": "h", "port": 81, "targetPort": "http"}], rng.randint(1, 2))
+        labels = {"app": rng.choice(["x", "y"])}
+        if rng.random() < 0.1:
+            labels["kuma.io/zone"] = "east"
+        document = mesh_service(name, *ports, selector=rng.choice(SELECTORS), labels=labels)
+    elif action < 0.62:
+        await store.delete_resource("MeshService", "default", name)
+        return
+    elif action < 0.7:
+        ports = [rng.choice([80, 81]), {"name": "h", "port": 8}]
+        document = multizone_service(f"mz-{rng.randrange(2)}", {"app": "x"}, *ports)
+    elif action < 0.75:
+        address = rng.choice(["192.0.2.1", "db.example"])
+        document = external_service(f"ext-{rng.randrange(2)}", 443, (address, 443))
+    elif action < 0.78:
+        kind, prefix = rng.choice([("MeshMultiZoneService", "mz"), ("MeshExternalService", "ext")])
+        await store.delete_resource(kind, "default", f"{prefix}-{rng.randrange(2)}")
+        return
+    elif action < 0.9:
+        selector = rng.choice(["meshService", "meshExternalService", "meshMultiZoneService"])
+        labels = {"kuma.io/origin": "zone"} if rng.random() < 0.5 else None
+        document = generator(
+            f"gen-{rng.randrange(3)}", rng.choice(TEMPLATES), selector, labels=labels
+        )
+    elif action < 0.95:
+        await store.delete_resource("HostnameGenerator", "", f"gen-{rng.randrange(3)}")
+        return
+    else:
+        mode = rng.choice(["Disabled", "Exclusive", "Everywhere"])
+        document = {"type": "Mesh", "name": "default", "meshServices": {"mode": mode}}
+    await store.put(parse_resource(document))
+
+
+async def test_destinations_from_deltas_equal_a_full_load(store: Store):
+    """Dataplanes, MeshServices (every kind of selector), MeshExternalServices,
+    MeshMultiZoneServices, HostnameGenerators (colliding ones among them) and mesh modes
+    change at random: the follower's destinations, hostnames and statuses stay those of a
+    full load, and each delta names every destination that differs."""
+    published: list[tuple[Snapshot, Delta | None]] = []
+    follower = RegistryFollower(store, lambda s, d: published.append((s, d)))
+    await store.put(mesh())
+    await follower.catch_up()
+    rng = random.Random(16)
+    for _ in range(150):
+        try:
+            await random_service_model_change(store, rng)
+        except NotFound:
+            continue
+        before = follower.view.snapshot
+        await follower.catch_up()
+        fresh = RegistryView()
+        fresh.apply_batch(await store.read_all())
+        assert destinations_and_status(follower.view) == destinations_and_status(fresh)
+        snapshot, delta = published[-1]
+        if snapshot is before:
+            continue
+        assert delta is not None
+        for mesh_name, mesh_view in snapshot.meshes.items():
+            old = before.meshes[mesh_name].destinations if mesh_name in before.meshes else {}
+            differing = {
+                key
+                for key in set(old) | set(mesh_view.destinations)
+                if old.get(key) != mesh_view.destinations.get(key)
+            }
+            assert differing <= {key for m, key in delta.destinations if m == mesh_name}
+        assert delta.hostname_zones == (before.hostname_zones != snapshot.hostname_zones)
+    deltas = [delta for _, delta in published[1:] if delta is not None]
+    assert any(delta.destinations for delta in deltas)
+    assert any(delta.hostname_zones for delta in deltas)

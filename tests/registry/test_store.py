@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from ipaddress import IPv4Address, ip_address
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from registry.errors import DatabaseUnavailable, NotFound, SchemaOutdated
+from registry.models import ChangeRow, DataplaneRow, InboundRow
+from registry.schema import Dataplane, HostnameGenerator, Resource, parse_resource
 from registry.store import Store, Unchanged
+from registry.store.bulk import Replica
 from tests.registry.registrytesting import dataplane, mesh
 
 
@@ -343,3 +348,195 @@ def test_sqlite_errors_are_told_apart(message, unavailable, schema_missing):
     error = OperationalError("SELECT 1", {}, sqlite3.OperationalError(message))
     assert is_unavailable(error) is unavailable
     assert is_schema_missing(error) is schema_missing
+
+
+# -- what MeshService selectors and reachability read of dataplanes ---------------------
+
+
+def labelled_dataplane(name: str, address: str = "10.0.0.1") -> Dataplane:
+    resource = parse_resource(
+        {
+            "type": "Dataplane",
+            "mesh": "default",
+            "name": name,
+            "labels": {"app": "redis", "version": "v1"},
+            "networking": {
+                "address": address,
+                "inbound": [
+                    {"port": 6379, "name": "main", "tags": {"kuma.io/service": "redis"}},
+                    {"port": 9121, "tags": {"kuma.io/service": "redis-metrics"}},
+                ],
+                "transparentProxying": {
+                    "reachableServices": ["web"],
+                    "reachableBackends": {"refs": [{"kind": "MeshService", "name": "web"}]},
+                },
+            },
+        }
+    )
+    assert isinstance(resource, Dataplane)
+    return resource
+
+
+async def stored_columns(store: Store, name: str) -> tuple[Any, Any, list[Any]]:
+    async with store.reading() as connection:
+        dataplane_id, labels, reachable = (
+            await connection.execute(
+                select(DataplaneRow.id, DataplaneRow.labels, DataplaneRow.reachable).where(
+                    DataplaneRow.name == name
+                )
+            )
+        ).one()
+        names = list(
+            await connection.scalars(
+                select(InboundRow.name)
+                .where(InboundRow.dataplane_id == dataplane_id)
+                .order_by(InboundRow.position)
+            )
+        )
+    return labels, reachable, names
+
+
+EXPECTED_COLUMNS = (
+    {"app": "redis", "version": "v1"},
+    {"services": ["web"], "backends": {"refs": [{"kind": "MeshService", "name": "web"}]}},
+    ["main", None],
+)
+
+
+async def test_a_dataplane_written_keeps_its_labels_reachability_and_inbound_names(store):
+    await store.put_many([mesh(), labelled_dataplane("redis-1")])
+    assert await stored_columns(store, "redis-1") == EXPECTED_COLUMNS
+    # Written again without them, they are gone.
+    await store.put(dataplane("redis-1"))
+    assert await stored_columns(store, "redis-1") == (None, None, [None])
+
+
+async def test_dataplanes_written_in_bulk_keep_them_too(store):
+    await store.put(mesh())
+    async with store.writing() as transaction:
+        await store.put_dataplanes(transaction, [Replica(labelled_dataplane("redis-1"))])
+    assert await stored_columns(store, "redis-1") == EXPECTED_COLUMNS
+
+
+# -- Kuma's service model ----------------------------------------------------------------
+
+
+def meshservice(name: str, mesh_name: str = "default") -> Resource:
+    return parse_resource(
+        {"type": "MeshService", "mesh": mesh_name, "name": name, "spec": {"ports": [{"port": 80}]}}
+    )
+
+
+async def changes_after(store: Store, revision: int) -> list[tuple[str, str, str, bool]]:
+    async with store.reading() as connection:
+        rows = await connection.execute(
+            select(ChangeRow.kind, ChangeRow.mesh, ChangeRow.name, ChangeRow.deleted)
+            .where(ChangeRow.revision > revision)
+            .order_by(ChangeRow.revision)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+async def test_the_service_model_is_stored_listed_and_deleted(store):
+    await store.put_many(
+        [mesh(), mesh("other"), meshservice("redis"), meshservice("redis", "other")]
+    )
+    assert (await store.get_resource("MeshService", "other", "redis")).resource.mesh == "other"
+    in_default = await store.list_resources("MeshService", "default")
+    assert [item.resource.mesh for item in in_default.items] == ["default"]
+    everywhere = await store.list_resources("MeshService")
+    assert [item.resource.mesh for item in everywhere.items] == ["default", "other"]
+    with pytest.raises(NotFound, match='MeshService "redis" not found in mesh "third"'):
+        await store.get_resource("MeshService", "third", "redis")
+    with pytest.raises(NotFound, match="create it before MeshService"):
+        await store.put(meshservice("redis", "third"))
+    revision = await store.revision()
+    await store.delete_resource("MeshService", "default", "redis")
+    assert await changes_after(store, revision) == [("MeshService", "default", "redis", True)]
+
+
+async def test_a_generator_is_recorded_under_no_mesh(store):
+    generator = parse_resource(
+        {
+            "type": "HostnameGenerator",
+            "name": "custom",
+            "mesh": "default",  # as Kuma's documentation writes it: ignored
+            "spec": {"selector": {"meshService": {}}, "template": "{{ .Name }}.mesh.local"},
+        }
+    )
+    await store.put(generator)
+    assert await changes_after(store, 0) == [("HostnameGenerator", "", "custom", False)]
+
+
+async def test_deleting_a_mesh_records_a_tombstone_for_each_of_its_resources(store):
+    documents = [
+        {"type": "MeshService", "spec": {"ports": [{"port": 80}]}},
+        {"type": "MeshExternalService", "spec": {"match": {"port": 80}}},
+        {
+            "type": "MeshMultiZoneService",
+            "spec": {
+                "selector": {"meshService": {"matchLabels": {"app": "a"}}},
+                "ports": [{"port": 80}],
+            },
+        },
+        {
+            "type": "MeshTrafficPermission",
+            "spec": {"from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]},
+        },
+    ]
+    await store.put_many(
+        [mesh(), dataplane("web-1")]
+        + [parse_resource({**document, "mesh": "default", "name": "a"}) for document in documents]
+    )
+    revision = await store.revision()
+    await store.delete_mesh("default")
+    assert sorted(await changes_after(store, revision)) == sorted(
+        [
+            ("Dataplane", "default", "web-1", True),
+            ("MeshService", "default", "a", True),
+            ("MeshExternalService", "default", "a", True),
+            ("MeshMultiZoneService", "default", "a", True),
+            ("MeshTrafficPermission", "default", "a", True),
+            ("Mesh", "default", "default", True),
+        ]
+    )
+    assert (await store.list_resources("MeshService")).total == 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "names"),
+    [
+        ("standalone", ["local-mesh-external-service", "local-universal-mesh-service"]),
+        ("zone", ["local-mesh-external-service", "local-universal-mesh-service"]),
+        (
+            "global",
+            [
+                "synced-mesh-external-service",
+                "synced-mesh-multi-zone-service",
+                "synced-universal-mesh-service",
+            ],
+        ),
+    ],
+)
+async def test_the_default_hostname_generators_are_created_when_absent(store, mode, names):
+    in_mode = Store(store.engine, store.vips, mode=mode)
+    assert sorted(await in_mode.ensure_hostname_generators()) == names
+    revision = await store.revision()
+    assert await in_mode.ensure_hostname_generators() == []
+    assert await store.revision() == revision  # nothing written the second time
+    stored = {
+        item.resource.name: item.resource
+        for item in (await store.list_resources("HostnameGenerator")).items
+    }
+    assert sorted(stored) == names
+    for generator in stored.values():
+        assert isinstance(generator, HostnameGenerator)
+        origin = "global" if mode == "global" else "zone"
+        assert generator.spec.selector.match_labels["kuma.io/origin"] == origin
+        assert generator.labels == (None if mode == "global" else {"kuma.io/origin": "zone"})
+    if mode != "global":
+        service = stored["local-universal-mesh-service"]
+        assert service.spec.template == "{{ .DisplayName }}.svc.mesh.local"
+    # One deleted comes back.
+    await in_mode.delete_resource("HostnameGenerator", "", names[0])
+    assert await in_mode.ensure_hostname_generators() == [names[0]]

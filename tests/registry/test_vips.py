@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
+from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from meshdns.settings import Settings
 from meshdns.wiring import vip_settings
 from registry.errors import VipPoolExhausted
+from registry.models import LEGACY_VIP_KIND, VipRow
+from registry.schema import Resource, parse_resource
 from registry.store import Store, VipSettings
 from registry.store.vips import usable_range
 from tests.registry.registrytesting import dataplane, mesh
@@ -190,3 +194,147 @@ async def test_concurrent_writers_on_two_engines_all_succeed_with_distinct_vips(
     assert sorted(vips) == sorted(f"{p}-svc-{i}" for p in "ab" for i in range(4))
     assert len(set(vips.values())) == len(vips)
     assert await first.revision() == 1 + 4 * 8
+
+
+# -- VIPs of MeshServices and their kin -------------------------------------------------
+
+
+def service_model(kind: str, name: str, mesh_name: str = "default") -> Resource:
+    specs: dict[str, dict[str, Any]] = {
+        "MeshService": {"ports": [{"port": 6379}]},
+        "MeshExternalService": {"match": {"port": 80}},
+        "MeshMultiZoneService": {
+            "selector": {"meshService": {"matchLabels": {"app": name}}},
+            "ports": [{"port": 6379}],
+        },
+    }
+    return parse_resource({"type": kind, "mesh": mesh_name, "name": name, "spec": specs[kind]})
+
+
+async def kind_vips(store: Store, kind: str | None = None) -> dict[tuple[str, str], IPv4Address]:
+    """The active VIPs of resources, by (kind, name); of `kind` only when given."""
+    async with store.reading() as connection:
+        rows = await connection.execute(
+            select(VipRow.kind, VipRow.service, VipRow.address).where(
+                VipRow.released_at.is_(None), VipRow.kind != LEGACY_VIP_KIND
+            )
+        )
+        return {
+            (row_kind, name): IPv4Address(address)
+            for row_kind, name, address in rows
+            if kind in (None, row_kind)
+        }
+
+
+def test_the_legacy_range_leaves_out_the_ranges_of_the_service_kinds():
+    def shown(spans: tuple[tuple[int, int], ...]) -> list[tuple[str, str]]:
+        return [(str(IPv4Address(low)), str(IPv4Address(high))) for low, high in spans]
+
+    settings = VipSettings()
+    assert shown(settings.spans(LEGACY_VIP_KIND)) == [
+        ("240.0.0.1", "240.255.255.255"),
+        ("244.0.0.0", "255.255.255.254"),
+    ]
+    assert shown(settings.spans("MeshService")) == [("241.0.0.1", "241.255.255.254")]
+    assert shown(settings.spans("MeshExternalService")) == [("242.0.0.1", "242.255.255.254")]
+    assert shown(settings.spans("MeshMultiZoneService")) == [("243.0.0.1", "243.255.255.254")]
+
+
+async def test_each_service_kind_takes_its_vip_from_its_own_range_when_written(store):
+    await store.put(mesh())
+    async with store.writing() as transaction:
+        for kind in ("MeshService", "MeshExternalService", "MeshMultiZoneService"):
+            await store.put_in(transaction, service_model(kind, "redis"))
+            # Allocated in the write's own transaction.
+            assert await transaction.connection.scalar(
+                select(func.count()).select_from(VipRow).where(VipRow.kind == kind)
+            )
+    assert await kind_vips(store) == {
+        ("MeshService", "redis"): IPv4Address("241.0.0.1"),
+        ("MeshExternalService", "redis"): IPv4Address("242.0.0.1"),
+        ("MeshMultiZoneService", "redis"): IPv4Address("243.0.0.1"),
+    }
+    await store.put(service_model("MeshService", "redis"))  # updated: the same VIP
+    await store.put(service_model("MeshService", "kafka"))
+    assert await kind_vips(store, "MeshService") == {
+        ("MeshService", "redis"): IPv4Address("241.0.0.1"),
+        ("MeshService", "kafka"): IPv4Address("241.0.0.2"),
+    }
+
+
+async def test_a_legacy_service_and_a_meshservice_of_one_name_hold_a_vip_each(store):
+    await store.put_many([mesh(), dataplane("redis-1", service="redis")])
+    await store.put(service_model("MeshService", "redis"))
+
+    assert (await vips_of(store)) == {"redis": IPv4Address("240.0.0.1")}
+    assert await kind_vips(store) == {("MeshService", "redis"): IPv4Address("241.0.0.1")}
+    # Each goes its own way.
+    await store.delete_dataplane("default", "redis-1")
+    assert await kind_vips(store) == {("MeshService", "redis"): IPv4Address("241.0.0.1")}
+    await store.put(dataplane("redis-2", service="redis"))
+    await store.delete_resource("MeshService", "default", "redis")
+    assert await kind_vips(store) == {}
+    assert (await vips_of(store)) == {"redis": IPv4Address("240.0.0.1")}
+
+
+async def test_the_legacy_allocator_never_hands_out_a_service_kind_address(make_store):
+    # Legacy .1 to .6; MeshServices .5 and .6, which legacy services must leave alone.
+    store = make_store(
+        vips_given(vip_cidr="10.200.0.0/29", mesh_service_cidr="10.200.0.4/30", vip_quarantine=0)
+    )
+    await store.put(mesh())
+    for service in ("a", "b", "c"):
+        await store.put(dataplane(f"{service}-1", service=service))
+    with pytest.raises(VipPoolExhausted, match="10.200.0.0/29"):
+        await store.put(dataplane("d-1", service="d"))
+    await store.put(service_model("MeshService", "redis"))
+    assert await kind_vips(store) == {("MeshService", "redis"): IPv4Address("10.200.0.5")}
+    # A quarantined MeshService VIP is no legacy service's either, once its quarantine is over.
+    await store.delete_resource("MeshService", "default", "redis")
+    with pytest.raises(VipPoolExhausted, match="10.200.0.0/29"):
+        await store.put(dataplane("d-1", service="d"))
+    assert sorted(str(vip) for vip in (await vips_of(store)).values()) == [
+        "10.200.0.1",
+        "10.200.0.2",
+        "10.200.0.3",
+    ]
+
+
+async def test_a_service_kind_vip_is_quarantined_then_reused_as_legacy_ones(make_store):
+    tiny = {"mesh_external_service_cidr": "10.200.0.8/30"}  # .9 and .10
+    store = make_store(vips_given(**tiny))
+    await store.put(mesh())
+    await store.put(service_model("MeshExternalService", "a"))
+    await store.put(service_model("MeshExternalService", "b"))
+    await store.delete_resource("MeshExternalService", "default", "a")
+    with pytest.raises(VipPoolExhausted, match="--mesh-external-service-cidr"):
+        await store.put(service_model("MeshExternalService", "c"))
+    # Its own VIP comes back to the resource that gave it up.
+    await store.put(service_model("MeshExternalService", "a"))
+    assert await kind_vips(store) == {
+        ("MeshExternalService", "a"): IPv4Address("10.200.0.9"),
+        ("MeshExternalService", "b"): IPv4Address("10.200.0.10"),
+    }
+    # With no quarantine, another takes it.
+    reusing = make_store(vips_given(**tiny, vip_quarantine=0))
+    await reusing.delete_resource("MeshExternalService", "default", "a")
+    await reusing.put(service_model("MeshExternalService", "c"))
+    assert (await kind_vips(store))[("MeshExternalService", "c")] == IPv4Address("10.200.0.9")
+
+
+async def test_a_deleted_mesh_quarantines_the_vips_of_its_service_kinds(make_store):
+    store = make_store(vips_given(mesh_service_cidr="10.200.0.0/30"))  # .1 and .2
+    await store.put_many([mesh(), mesh("other")])
+    await store.put(service_model("MeshService", "redis", "other"))
+    await store.put(service_model("MeshService", "kafka", "other"))
+    await store.delete_mesh("other")
+    assert await kind_vips(store) == {}
+    with pytest.raises(VipPoolExhausted):
+        await store.put(service_model("MeshService", "redis"))
+
+
+async def test_a_global_control_plane_allocates_no_service_kind_vip(store):
+    on_global = Store(store.engine, store.vips, mode="global")
+    await on_global.put(mesh())
+    await on_global.put(service_model("MeshMultiZoneService", "redis"))
+    assert await kind_vips(store) == {}

@@ -16,7 +16,21 @@ from registry.store import Store
 from registry.write_rules import GLOBAL, MODES, STANDALONE, ZONE, Origin, check_write, writable
 from tests.factories import dataplane, mesh, traffic_permission, zone_ingress
 
-KINDS = ("Mesh", "TrafficPermission", "Zone", "Dataplane", "ZoneIngress", "ZoneEgress")
+KINDS = (
+    "Mesh",
+    "TrafficPermission",
+    "Zone",
+    "Dataplane",
+    "ZoneIngress",
+    "ZoneEgress",
+    "MeshService",
+    "MeshExternalService",
+    "MeshMultiZoneService",
+    "HostnameGenerator",
+    "MeshTrafficPermission",
+)
+# Kuma's service model: written and synced where Kuma has them (docs/service-model.md).
+EVERYWHERE = {"MeshExternalService", "HostnameGenerator", "MeshTrafficPermission"}
 # The rule itself, as DESIGN's multi-zone section gives it: (mode, origin) -> kinds taken.
 TAKES = {
     (STANDALONE, Origin.LOCAL): {
@@ -25,12 +39,35 @@ TAKES = {
         "Dataplane",
         "ZoneIngress",
         "ZoneEgress",
+        "MeshService",
+        "MeshMultiZoneService",
+        *EVERYWHERE,
     },
-    (ZONE, Origin.LOCAL): {"Dataplane", "ZoneIngress", "ZoneEgress"},
-    (GLOBAL, Origin.LOCAL): {"Mesh", "TrafficPermission", "Zone"},
+    (ZONE, Origin.LOCAL): {"Dataplane", "ZoneIngress", "ZoneEgress", "MeshService", *EVERYWHERE},
+    (GLOBAL, Origin.LOCAL): {
+        "Mesh",
+        "TrafficPermission",
+        "Zone",
+        "MeshMultiZoneService",
+        *EVERYWHERE,
+    },
     (STANDALONE, Origin.REPLICATION): set(),
-    (ZONE, Origin.REPLICATION): {"Mesh", "TrafficPermission", "ZoneIngress"},
-    (GLOBAL, Origin.REPLICATION): {"Dataplane", "ZoneIngress", "ZoneEgress", "Zone"},
+    (ZONE, Origin.REPLICATION): {
+        "Mesh",
+        "TrafficPermission",
+        "ZoneIngress",
+        "MeshService",
+        "MeshMultiZoneService",
+        *EVERYWHERE,
+    },
+    (GLOBAL, Origin.REPLICATION): {
+        "Dataplane",
+        "ZoneIngress",
+        "ZoneEgress",
+        "Zone",
+        "MeshService",
+        *EVERYWHERE,
+    },
 }
 
 
@@ -71,6 +108,41 @@ DOCUMENTS = {
             "networking": {"address": "10.0.0.9", "port": 10002},
         },
         "/zoneegresses/out-1",
+    ),
+    "MeshService": (
+        {"type": "MeshService", "name": "redis", "spec": {"ports": [{"port": 6379}]}},
+        "/meshes/default/meshservices/redis",
+    ),
+    "MeshExternalService": (
+        {"type": "MeshExternalService", "name": "httpbin", "spec": {"match": {"port": 80}}},
+        "/meshes/default/meshexternalservices/httpbin",
+    ),
+    "MeshMultiZoneService": (
+        {
+            "type": "MeshMultiZoneService",
+            "name": "redis-all",
+            "spec": {
+                "selector": {"meshService": {"matchLabels": {"app": "redis"}}},
+                "ports": [{"port": 6379}],
+            },
+        },
+        "/meshes/default/meshmultizoneservices/redis-all",
+    ),
+    "HostnameGenerator": (
+        {
+            "type": "HostnameGenerator",
+            "name": "all",
+            "spec": {"selector": {"meshService": {}}, "template": "{{ .Name }}.all.mesh.local"},
+        },
+        "/hostnamegenerators/all",
+    ),
+    "MeshTrafficPermission": (
+        {
+            "type": "MeshTrafficPermission",
+            "name": "allow-all",
+            "spec": {"from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]},
+        },
+        "/meshes/default/meshtrafficpermissions/allow-all",
     ),
 }
 
