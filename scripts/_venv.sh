@@ -10,4 +10,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "installing meshdns${extras:+[$extras]} into .venv" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
     touch "$stamp"
+    # An install with extras is the plain install too: ./scripts/serve need not redo it.
+    if [ -n "$extras" ]; then touch .venv/.installed; fi
 fi

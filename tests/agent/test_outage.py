@@ -7,6 +7,7 @@ made then reaches it.
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
@@ -18,7 +19,9 @@ from tests.live.livetesting import DnsProbe, resolve
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(180)]
 
-OUTAGE_SECONDS = 60  # the figure
+# The figure was 60 s; 20 s is ten times the agent's longest backoff, which is what
+# the outage must outlast. MESHDNS_TEST_FULL_OUTAGES=1 runs the figure.
+OUTAGE_SECONDS = 60 if os.environ.get("MESHDNS_TEST_FULL_OUTAGES") else 20
 NAMES = ["web.mesh", "web.endpoints.mesh", "db.mesh", "db.endpoints.mesh", "nothing.mesh"]
 
 

@@ -9,6 +9,7 @@ from another replica alike. A write refused during the outage leaves nothing beh
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -33,7 +34,9 @@ from tests.live.livetesting import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(180)]
 
-OUTAGE_SECONDS = 30  # the figure
+# The figure was 30 s; 15 s is three times the follower's longest reconnection
+# backoff, which is what the outage must outlast. MESHDNS_TEST_FULL_OUTAGES=1 runs 30 s.
+OUTAGE_SECONDS = 30 if os.environ.get("MESHDNS_TEST_FULL_OUTAGES") else 15
 API_TIMEOUT = 5  # a request the API has not answered in this long counts as a hang
 SERVICES = {
     "alpha": ["127.0.20.1", "127.0.20.2"],
