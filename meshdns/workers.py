@@ -80,7 +80,9 @@ class Workers:
             if line != _READY:
                 await self.stop()
                 raise OSError(f"DNS worker {index} did not start (see its log above)")
-        log.info("%d DNS workers serving port %d", len(self.processes), self._port)
+        # Process 0 is `serve` itself: --dns-workers counts it.
+        count = len(self.processes) + 1
+        log.info("%d DNS process%s serving port %d", count, "es" if count > 1 else "", self._port)
 
     async def stop(self) -> None:
         """SIGTERM every worker, wait a bounded time, then kill what is left."""

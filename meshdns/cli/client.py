@@ -78,8 +78,17 @@ def api_request(api: ApiTarget, method: str, path: str, **kwargs: Any) -> Any:
             verify=verify,
             **kwargs,
         )
-    except httpx.HTTPError as error:
+    except httpx.ConnectError as error:
+        if isinstance(error.__cause__ or error.__context__, ssl.SSLCertVerificationError) or (
+            "CERTIFICATE_VERIFY_FAILED" in str(error)
+        ):
+            fail(
+                f"the meshdns API at {api.url} presented a certificate that does not verify "
+                f"({error}); give the CA that signed it with --ca-cert"
+            )
         fail(f"cannot reach the meshdns API at {api.url}: {error} (is `meshdns serve` running?)")
+    except httpx.HTTPError as error:
+        fail(f"cannot reach the meshdns API at {api.url}: {error}")
     try:
         body = response.json()
     except ValueError:

@@ -43,13 +43,23 @@ def serve(settings: Settings) -> None:
 @settings_options(MIGRATE)
 def migrate(settings: Settings) -> None:
     """Bring the database schema up to date (alembic upgrade head)."""
-    from registry.store.database import upgrade
+    from registry.store.database import current_revision, newest_revision, upgrade
+
+    async def migrate_database() -> tuple[str | None, str]:
+        before = await current_revision(settings.database_url)
+        await upgrade(settings.database_url)
+        return before, newest_revision()
 
     try:
-        asyncio.run(upgrade(settings.database_url))
+        before, newest = asyncio.run(migrate_database())
     except RegistryError as error:
         fail(str(error))
-    click.echo("database is up to date")
+    if before == newest:
+        click.echo(f"database is up to date (schema revision {newest}); nothing to do")
+    elif before is None:
+        click.echo(f"database created at schema revision {newest}")
+    else:
+        click.echo(f"database migrated from schema revision {before} to {newest}")
 
 
 @click.command(SYNC)
