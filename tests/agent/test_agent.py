@@ -35,7 +35,9 @@ def status_column(server, name: str) -> str | None:
 def test_killed_agent_goes_offline_then_is_removed_and_sigterm_removes_at_once(
     cluster, database_url
 ):
-    server = cluster.serve(database_url, *FAST_LIVENESS, "--agent-cleanup-delay", "3")
+    # The clean-up delay must outlast the checks made while web-1 is offline (several
+    # `meshdns get` processes): at 3 s a loaded machine deleted it before they ran.
+    server = cluster.serve(database_url, *FAST_LIVENESS, "--agent-cleanup-delay", "8")
     killed = cluster.agent(dataplane("web-1", "10.0.0.1", ("web", 8080, True)))
     kept = cluster.agent(dataplane("web-2", "10.0.0.2", ("web", 8080, True)))
     both = ["10.0.0.1", "10.0.0.2"]
