@@ -70,7 +70,7 @@ class ZoneConfig:
 
 @dataclass(frozen=True, slots=True)
 class DnsLimits:
-    """What one client may cost the DNS server; the defaults are ``meshdns serve``'s.
+    """What one client may cost the DNS server.
 
     ``rate``: UDP replies a second to one client network (a token bucket with a burst of
     one second; 0 turns rate limiting off), the network being the client's address cut
@@ -82,12 +82,12 @@ class DnsLimits:
     query (or to read our replies) before it is closed.
     """
 
-    rate: int = 10_000
-    slip: int = 2
-    ipv4_prefix: int = 32
-    ipv6_prefix: int = 64
-    tcp_max_connections: int = 256
-    tcp_idle_timeout: float = 10.0
+    rate: int
+    slip: int
+    ipv4_prefix: int
+    ipv6_prefix: int
+    tcp_max_connections: int
+    tcp_idle_timeout: float
 
     def __post_init__(self) -> None:
         for name, low, high in (

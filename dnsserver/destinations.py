@@ -23,7 +23,7 @@ from dnsserver.nodes import SRV_LOCAL_PRIORITY, SRV_REMOTE_PRIORITY, SrvTarget, 
 from dnsserver.records import Name, name_from_text
 from dnsserver.tables import is_local
 from dnsserver.zone import AddressNames, Node, origin_of, zone_origin
-from registry.snapshot import Destination, DestinationPort, IPAddress, MeshView
+from registry.snapshot import Destination, DestinationPort, IPAddress
 
 logger = logging.getLogger("meshdns.dns")
 
@@ -59,15 +59,6 @@ def apply_destinations(
     return tables.apply(
         (key, None if destination is None else _claims(config, origins, destination))
         for key, destination in changes
-    )
-
-
-def build_destinations(
-    config: ZoneConfig, origins: frozenset[Name], mesh: MeshView
-) -> DestinationTables:
-    """The destination tables of ``mesh``."""
-    return apply_destinations(
-        config, origins, EMPTY_DESTINATIONS, sorted(mesh.destinations.items())
     )
 
 

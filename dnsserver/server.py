@@ -54,8 +54,6 @@ _MOST_FILES = 1 << 20
 # How often what was limited is logged (when anything was).
 _REPORT_INTERVAL = 10.0
 
-DEFAULT_LIMITS = DnsLimits()
-
 
 class DnsServer:
     """Serves a :class:`Handler` over UDP and TCP on one host and port."""
@@ -63,10 +61,10 @@ class DnsServer:
     def __init__(
         self,
         handler: Handler,
-        host: str = "127.0.0.1",
-        port: int = 5653,
+        host: str,
+        port: int,
         *,
-        limits: DnsLimits = DEFAULT_LIMITS,
+        limits: DnsLimits,
         shutdown_timeout: float = 5.0,
         forwarder: Forwarder | None = None,
         reuse_port: bool = False,

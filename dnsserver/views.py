@@ -1,10 +1,12 @@
 """Which zone a client is answered from: its mesh's tables, or a variant of them.
 
-A mesh's tables are its legacy names (its own zone's services only) and its
-destinations. Services other zones offer are seen by some clients and not others
-(DESIGN, "Multi-zone"), so a client that may reach some of them is answered from a
-*variant*: its mesh's tables with those services applied on top, made on first use and
-shared by every client that sees the same set.
+A mesh's tables are what a client sees whose dataplanes narrow nothing and whom no
+permission lets see another zone's services: this zone's legacy names and destinations.
+Other clients see more (other zones' services) or fewer (their dataplanes'
+reachableServices and reachableBackends), as registry.snapshot's rule says (docs/dns.md,
+"Who sees which names"); each is answered from a *variant* (dnsserver.variants): its
+mesh's tables made to show what it sees, made on first use and shared by every client
+that sees the same.
 """
 
 from __future__ import annotations
@@ -22,17 +24,24 @@ from dnsserver.destinations import (
     EMPTY_DESTINATIONS,
     DestinationTables,
     apply_destinations,
-    build_destinations,
     hostname_origins,
 )
 from dnsserver.records import Name, Soa
 from dnsserver.tables import MeshTables, apply_services, build_mesh, empty_tables
+from dnsserver.variants import BASE, base_destinations, in_base, seen_by, variant_tables
 from dnsserver.zone import Zone, zone_origin, zone_soa
-from registry.snapshot import Delta, IPAddress, MeshView, ServiceView, Snapshot
+from registry.snapshot import (
+    Client,
+    Delta,
+    Destination,
+    IPAddress,
+    MeshView,
+    Reach,
+    Snapshot,
+)
 
 # Variants remembered per generation of the tables (then they are made anew).
 _MAX_VARIANTS = 4096
-_NO_SERVICES: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +49,8 @@ class ClientZone:
     """The zone a client is answered from, and a key naming that view of it.
 
     Clients with equal keys get equal answers (within one generation of the tables):
-    the key is the mesh's name, or, for a variant with other zones' services, the
-    mesh's name and a number no other variant of the generation has.
+    the key is the mesh's name, or, for a variant, the mesh's name and a number no other
+    variant of the generation has. The answer cache keys replies by it.
     """
 
     key: str
@@ -62,18 +71,17 @@ class Zones:
     # The zones destinations' hostnames fall under, and each mesh's destinations.
     hostname_origins: frozenset[Name]
     destinations: Map[str, DestinationTables]
-    client_meshes: Mapping[IPAddress, str]
-    # The snapshot's meshes (their remote services, mTLS and traffic permissions) and
-    # the services at each client address: what decides which remote services a client
-    # sees. References to the snapshot's own mappings.
-    mesh_views: Mapping[str, MeshView]
-    client_services: Mapping[IPAddress, frozenset[str]]
-    # Variants made so far, by (mesh, the client's services) and by (mesh, the remote
-    # services seen); dropped with this generation of the tables.
-    _by_client: dict[tuple[str, frozenset[str]], ClientZone] = field(
+    # The snapshot the tables are of: its meshes and clients decide what a client sees.
+    snapshot: Snapshot
+    # Variants made so far, by client (mesh, services, reach) and by what it sees; each
+    # mesh's destinations of other zones; dropped with this generation of the tables.
+    _by_client: dict[tuple[str, frozenset[str], Reach | None], ClientZone] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    _by_visible: dict[tuple[str, frozenset[str]], ClientZone] = field(
+    _by_seen: dict[tuple[str, object], ClientZone] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _foreign: dict[str, tuple[Destination, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
     _variant_numbers: Iterator[int] = field(
@@ -84,74 +92,76 @@ class Zones:
         """The zone ``client`` is answered from (see :meth:`client_zone`)."""
         return self.client_zone(client).zone
 
-    def client_zone(self, client: IPAddress) -> ClientZone:
-        """The zone of the client's mesh (else of the default mesh), with the services
-        of other zones that the client may reach (DESIGN, "Multi-zone")."""
-        if client in self.config.resolver_addresses:
+    @property
+    def client_meshes(self) -> Mapping[IPAddress, str]:
+        return self.snapshot.dataplane_meshes
+
+    def client(self, address: IPAddress) -> Client:
+        """Who asks from ``address``: its dataplanes' mesh, services and reach, else a
+        client of the default mesh."""
+        if address in self.config.resolver_addresses:
             # A resolver forwarding a node's queries is no one dataplane (docs/dns.md).
-            mesh, services = self.config.default_mesh, _NO_SERVICES
-        else:
-            mesh = self.client_meshes.get(client, self.config.default_mesh)
-            services = self.client_services.get(client, _NO_SERVICES)
-        view = self.mesh_views.get(mesh)
-        if view is None or not view.mtls or not view.remote or not view.legacy_names:
-            # No cross-zone traffic in this mesh (a remote service is a legacy name):
-            # every client sees the mesh's tables.
-            destinations = self._destinations_seen(mesh, view, services)
-            return ClientZone(mesh, self.zone_of(self.meshes.get(mesh, self.empty), destinations))
-        variant = self._by_client.get((mesh, services))
+            return Client(self.config.default_mesh)
+        return self.snapshot.client(address, self.config.default_mesh)
+
+    def client_zone(self, address: IPAddress) -> ClientZone:
+        """The zone of the client's mesh (else of the default mesh), showing what the
+        client sees of it (docs/dns.md, "Who sees which names")."""
+        client = self.client(address)
+        mesh = client.mesh
+        view = self.snapshot.meshes.get(mesh)
+        if view is None or (client.reach is None and not self._crosses_zones(view)):
+            # Nothing to tell this client apart: the mesh's own tables.
+            return ClientZone(mesh, self.mesh_zone(mesh))
+        memo = (mesh, client.services, client.reach)
+        variant = self._by_client.get(memo)
         if variant is None:
-            variant = self._variant(mesh, view, services)
+            variant = self._variant(view, client)
             if len(self._by_client) >= _MAX_VARIANTS:
                 self._by_client.clear()
-            self._by_client[(mesh, services)] = variant
+            self._by_client[memo] = variant
         return variant
 
-    def _variant(self, mesh: str, view: MeshView, services: frozenset[str]) -> ClientZone:
-        """The view of ``mesh`` (``view``) for a client serving ``services``."""
-        visible = frozenset(
-            name
-            for name in view.remote
-            if any(rule.allows(services, name) for rule in view.permissions)
-        )
-        variant = self._by_visible.get((mesh, visible))
+    def _crosses_zones(self, view: MeshView) -> bool:
+        """Whether some client may see other zones' services in ``view``: only with mTLS."""
+        return view.mtls and (bool(view.remote) or bool(self._foreign_of(view)))
+
+    def _foreign_of(self, view: MeshView) -> tuple[Destination, ...]:
+        """The destinations of other zones in ``view``, found once per generation."""
+        foreign = self._foreign.get(view.name)
+        if foreign is None:
+            foreign = tuple(d for d in view.destinations.values() if d.zone is not None)
+            self._foreign[view.name] = foreign
+        return foreign
+
+    def _variant(self, view: MeshView, client: Client) -> ClientZone:
+        """The zone for ``client`` of ``view``'s mesh."""
+        mesh = view.name
+        seen = seen_by(view, client, self._foreign_of(view) if view.mtls else ())
+        variant = self._by_seen.get((mesh, seen))
         if variant is not None:
             return variant
-        tables = self.meshes.get(mesh, self.empty)
-        destinations = self._destinations_seen(mesh, view, services)
-        if visible:
-            changes = [
-                (name, _cross_zone_view(view.services.get(name), view.remote[name]))
-                for name in sorted(visible)
-            ]
-            tables = apply_services(self.config, tables, changes, cross_zone=True)
+        if seen == BASE:
+            variant = ClientZone(mesh, self.mesh_zone(mesh))
+        else:
+            base = (
+                self.meshes.get(mesh, self.empty),
+                self.destinations.get(mesh, EMPTY_DESTINATIONS),
+            )
+            tables, destinations = variant_tables(
+                self.config, self.hostname_origins, view, seen, base, self.empty
+            )
             # Unique in this generation, even after the memo is cleared.
             key = f"{mesh}\0{next(self._variant_numbers)}"
             variant = ClientZone(key, self.zone_of(tables, destinations))
-        else:
-            variant = ClientZone(mesh, self.zone_of(tables, destinations))
-        if len(self._by_visible) >= _MAX_VARIANTS:
-            self._by_visible.clear()
-        self._by_visible[(mesh, visible)] = variant
+        if len(self._by_seen) >= _MAX_VARIANTS:
+            self._by_seen.clear()
+        self._by_seen[(mesh, seen)] = variant
         return variant
 
-    def _destinations_seen(
-        self, mesh: str, view: MeshView | None, services: frozenset[str]
-    ) -> DestinationTables:
-        """The destinations a client of ``mesh`` serving ``services`` is answered: all of
-        the mesh's, for now.
-
-        Which destinations of other zones a client may reach (mTLS and traffic
-        permissions, as for remote services) is to be decided here, for every client.
-        The key of the client's view (the mesh's name, or a variant's) must then tell
-        apart what was decided, as a variant's does for remote services: the answer
-        cache keys replies by it.
-        """
-        del view, services  # the seam: unused until destinations are gated per client
-        return self.destinations.get(mesh, EMPTY_DESTINATIONS)
-
     def mesh_zone(self, mesh: str) -> Zone:
-        """The zone of ``mesh`` as a client that sees no other zone's services gets it."""
+        """The zone of ``mesh`` from its own tables (a client that narrows nothing and
+        sees no other zone's services)."""
         return self.zone_of(
             self.meshes.get(mesh, self.empty), self.destinations.get(mesh, EMPTY_DESTINATIONS)
         )
@@ -203,9 +213,7 @@ def build_zones(config: ZoneConfig, snapshot: Snapshot) -> Zones:
         empty=empty,
         hostname_origins=origins,
         destinations=destinations,
-        client_meshes=snapshot.dataplane_meshes,
-        mesh_views=snapshot.meshes,
-        client_services=snapshot.client_services,
+        snapshot=snapshot,
     )
 
 
@@ -214,10 +222,11 @@ def update_zones(zones: Zones, snapshot: Snapshot, delta: Delta) -> Zones:
 
     Gives the same tables as :func:`build_zones` of ``snapshot``, provided ``delta``
     names every service, destination and mesh that differs between the two snapshots
-    (a mesh whose legacy names were switched on or off among the meshes). A mesh whose
-    remote services or permissions alone changed (``delta.remote``) has nothing to
-    redo: its variants are made from the new snapshot on first use. When the hostname
-    zones change, every mesh's destinations are redone.
+    (a mesh whose legacy names or meshServices mode changed among the meshes). A mesh
+    whose remote services or permissions alone changed (``delta.remote``), and clients
+    whose services or reach changed, have nothing to redo: variants are made from the
+    new snapshot on first use. When the hostname zones change, every mesh's
+    destinations are redone.
     """
     config = zones.config
     meshes = zones.meshes.mutate()
@@ -245,10 +254,7 @@ def update_zones(zones: Zones, snapshot: Snapshot, delta: Delta) -> Zones:
         empty=zones.empty,
         hostname_origins=(origins := hostname_origins(snapshot.hostname_zones)),
         destinations=_update_destinations(zones, origins, snapshot, delta),
-        # References to the snapshot's own mappings: nothing to redo.
-        client_meshes=snapshot.dataplane_meshes,
-        mesh_views=snapshot.meshes,
-        client_services=snapshot.client_services,
+        snapshot=snapshot,  # what a client sees is decided on its first query
     )
 
 
@@ -257,9 +263,9 @@ def _build_all_destinations(
 ) -> Map[str, DestinationTables]:
     return Map(
         {
-            name: build_destinations(config, origins, mesh)
+            name: tables
             for name, mesh in snapshot.meshes.items()
-            if mesh.destinations
+            if mesh.destinations and (tables := base_destinations(config, origins, mesh)).claimants
         }
     )
 
@@ -275,16 +281,17 @@ def _update_destinations(
     destinations = zones.destinations.mutate()
     for mesh in delta.meshes:
         view = snapshot.meshes.get(mesh)
-        if view is None or not view.destinations:
-            destinations.pop(mesh, None)
+        tables = base_destinations(config, origins, view) if view is not None else None
+        if tables is None or not tables.claimants:
+            destinations.pop(mesh, None)  # as a build leaves it: no tables for none
         else:
-            destinations[mesh] = build_destinations(config, origins, view)
+            destinations[mesh] = tables
     for mesh, keys in _by_mesh(delta.destinations, delta.meshes).items():
         view = snapshot.meshes.get(mesh)
         if view is None:
             destinations.pop(mesh, None)
             continue
-        changes = ((key, view.destinations.get(key)) for key in keys)
+        changes = ((key, in_base(view, view.destinations.get(key))) for key in keys)
         tables = destinations.get(mesh, EMPTY_DESTINATIONS)
         tables = apply_destinations(config, origins, tables, changes)
         if tables.claimants:
@@ -337,11 +344,11 @@ def build_zone(
     revision: int,
     hostname_zones: frozenset[str] = frozenset(),
 ) -> Zone:
-    """The zone as seen from ``mesh`` (None: the apex only); for tests and tools."""
+    """The zone of ``mesh``'s own tables (None: the apex only); for tests and tools."""
     tables = build_mesh(config, mesh) if mesh is not None else empty_tables(config)
     origins = hostname_origins(hostname_zones)
     destinations = (
-        build_destinations(config, origins, mesh) if mesh is not None else EMPTY_DESTINATIONS
+        base_destinations(config, origins, mesh) if mesh is not None else EMPTY_DESTINATIONS
     )
     return Zone(
         zone_origin(config),
@@ -353,17 +360,4 @@ def build_zone(
         hostname_origins=origins,
         hostnames=destinations.nodes,
         destination_addresses=destinations.addresses,
-    )
-
-
-def _cross_zone_view(local: ServiceView | None, remote: ServiceView) -> ServiceView:
-    """A service as a client that may reach it in other zones sees it: one VIP, the
-    endpoints of every zone."""
-    if local is None:
-        return remote
-    return ServiceView(
-        name=local.name,
-        vip=local.vip or remote.vip,
-        vip6=local.vip6 or remote.vip6,
-        endpoints=local.endpoints + remote.endpoints,
     )

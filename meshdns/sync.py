@@ -8,10 +8,10 @@ import logging
 import signal
 
 from meshdns.settings import Settings
-from meshdns.wiring import prepare_database, vip_settings
+from meshdns.wiring import prepare_database, sync_settings, vip_settings
 from registry.store import Store
 from registry.store.database import create_engine
-from registry.sync import SyncSettings, SyncWorker
+from registry.sync import SyncWorker
 from registry.write_rules import GLOBAL, ZONE
 
 log = logging.getLogger("meshdns.sync")
@@ -31,7 +31,7 @@ async def run_sync(settings: Settings) -> None:
         settings.zone,
         Store(zone_engine, vips, mode=ZONE),
         Store(global_engine, vips, mode=GLOBAL),
-        SyncSettings(batch=settings.sync_batch, poll_interval=settings.sync_poll_interval),
+        sync_settings(settings),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

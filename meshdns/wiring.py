@@ -26,6 +26,7 @@ from registry.agents.liveness import LivenessSettings
 from registry.feed.follower import Publish, RegistryFollower
 from registry.store import Store, VipSettings
 from registry.store.database import check_schema_current, upgrade
+from registry.sync import SyncSettings
 
 log = logging.getLogger("meshdns")
 
@@ -124,6 +125,11 @@ def liveness_settings(settings: Settings) -> LivenessSettings:
         agent_cleanup_delay=settings.agent_cleanup_delay,
         offline_gc_age=settings.offline_gc_age,
     )
+
+
+def sync_settings(settings: Settings) -> SyncSettings:
+    """How `meshdns sync` replicates: changes a transaction, and how often it polls."""
+    return SyncSettings(batch=settings.sync_batch, poll_interval=settings.sync_poll_interval)
 
 
 def upstream_servers(settings: Settings) -> list[UpstreamServer]:

@@ -4,7 +4,7 @@
   once per backend (test ids ``[sqlite]`` and ``[postgres]``; the Postgres one carries
   the ``postgres`` marker, so ``-m "not postgres"`` runs SQLite only).
 - ``store``: a ``Store`` over ``database_url`` with `serve`'s default VIP settings.
-- ``make_store``: ``make_store(VipSettings(...))`` gives another ``Store`` (its own
+- ``make_store``: ``make_store(vip_settings(...))`` gives another ``Store`` (its own
   engine) over the same database, e.g. to show state surviving a restart.
 - ``postgres_database_url``: like ``database_url``, Postgres only (mark the test
   ``@pytest.mark.postgres``).
@@ -42,11 +42,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from meshdns.settings import Settings
-from meshdns.wiring import vip_settings
 from registry.store import Store, VipSettings
 from registry.store.database import create_engine, upgrade
 from tests.helpers import Meshdns
+from tests.serve_settings import vip_settings
 
 pytest_plugins = ["tests.scheduling"]  # long tests first, serial ones alone
 
@@ -251,7 +250,7 @@ async def make_store(database_url: str) -> AsyncIterator[Callable[..., Store]]:
     def make(vips: VipSettings | None = None) -> Store:
         engine = create_engine(database_url)
         engines.append(engine)
-        return Store(engine, vips or vip_settings(Settings()))
+        return Store(engine, vips or vip_settings())
 
     yield make
     for engine in engines:

@@ -22,7 +22,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from meshdns.console import reads, views
 from meshdns.console.dig import DnsAnswer
 from meshdns.console.reads import InsightReader
-from registry.agents.liveness import Liveness
 from registry.errors import RegistryError
 from registry.snapshot import Snapshot
 from registry.store import Store
@@ -66,7 +65,7 @@ def console_router(
     snapshot: Callable[[], Snapshot],
     *,
     answer: DnsAnswer | None = None,
-    insights: InsightReader | None = None,
+    insights: InsightReader,
     mode: str = "standalone",
     zone: str | None = None,
     dns_rate: Callable[[], float | None] | None = None,
@@ -77,7 +76,7 @@ def console_router(
     - ``answer``: the DNS answer to show for each service (see ``handler_answers``);
       without it the column is left out.
     - ``insights``: a reader of dataplanes' liveness, ``Liveness.insights`` of the
-      serving process (it knows heartbeats not yet written); else the database's.
+      serving process (it knows heartbeats not yet written).
     - ``mode`` and ``zone``: the control plane's ``--mode`` and ``--zone`` (the zones
       page exists on global and zone control planes only).
     - ``dns_rate``: DNS queries per second, shown on the overview when it gives a number.
@@ -85,7 +84,6 @@ def console_router(
     """
     # Route names start "console_": the API's authentication tells routes apart by name.
     router = APIRouter(prefix=PREFIX, dependencies=list(dependencies))
-    read_insights = insights or Liveness(store).insights
     static = _static_files()
     has_zones = mode in ("global", "zone")
 
@@ -170,7 +168,7 @@ def console_router(
         try:
             found = await reads.service_dataplanes(
                 store,
-                read_insights,
+                insights,
                 mesh,
                 service,
                 size=DATAPLANES_PER_PAGE,

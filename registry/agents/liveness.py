@@ -44,15 +44,15 @@ ORIGIN_API = "api"  # created by PUT or apply: kept, garbage-collected after a l
 
 @dataclass(frozen=True, slots=True)
 class LivenessSettings:
-    """The liveness windows; defaults live here and in meshdns/settings.py's help."""
+    """The liveness windows."""
 
-    heartbeat_interval: float = 5.0
+    heartbeat_interval: float
     # Missed intervals before a dataplane is offline.
-    offline_after: int = 3
+    offline_after: int
     # How long an agent-created dataplane stays (offline) before it is deleted.
-    agent_cleanup_delay: float = 60.0
-    # How long an API-created dataplane may stay offline before it is deleted (Kuma: 72 h).
-    offline_gc_age: float = 72 * 3600.0
+    agent_cleanup_delay: float
+    # How long an API-created dataplane may stay offline before it is deleted.
+    offline_gc_age: float
 
     @property
     def offline_window(self) -> float:
@@ -89,13 +89,13 @@ class Liveness:
     def __init__(
         self,
         store: Store,
-        settings: LivenessSettings | None = None,
+        settings: LivenessSettings,
         *,
         on_change: Callable[[], None] | None = None,
         known: Callable[[DataplaneKey], bool | None] | None = None,
     ) -> None:
         self.store = store
-        self.settings = settings or LivenessSettings()
+        self.settings = settings
         self._on_change = on_change or (lambda: None)
         # Whether the follower's view holds the dataplane online (None: not there).
         self._known = known or (lambda key: None)

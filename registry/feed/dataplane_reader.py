@@ -15,13 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from registry.feed.rows import Unreadable, in_chunks, report
-from registry.feed.states import (
-    NO_TAGS,
-    BackendRef,
-    DataplaneState,
-    InboundState,
-    Reachable,
-)
+from registry.feed.states import NO_TAGS, DataplaneState, InboundState
 from registry.meshservice.states import NO_LABELS, MeshServiceState, ServiceState, frozen_labels
 from registry.models import (
     DataplaneInsightRow,
@@ -31,7 +25,7 @@ from registry.models import (
     MeshRow,
 )
 from registry.schema.fields import SERVICE_TAG
-from registry.snapshot import IPAddress
+from registry.snapshot import BackendRef, IPAddress, Reachable
 
 
 async def read_dataplanes(
@@ -190,7 +184,7 @@ def _dataplane(
         first[8] is None or bool(first[8]),
         first[9],
         frozen_labels(_strings(labels)) if labels else NO_LABELS,
-        _reachable(reachable) if reachable else None,
+        _reachable(reachable),
     )
 
 
@@ -202,26 +196,53 @@ def _strings(labels: Any) -> dict[str, str] | None:
     return labels
 
 
-def _reachable(stored: Mapping[str, Any]) -> Reachable:
+def _reachable(stored: Any) -> Reachable | None:
+    """A dataplane's reachableServices and reachableBackends as stored (the schema keeps
+    transparentProxying as given): a malformed entry is left out, so the dataplane
+    narrows to what it names well; an empty reachableServices is unset, as in Kuma."""
+    if not isinstance(stored, Mapping):
+        return None
     services = stored.get("services")
     backends = stored.get("backends")
     # reachableBackends is {refs: [...]}; a list of refs is taken as well.
-    refs = backends.get("refs") or () if isinstance(backends, dict) else backends
+    refs = backends.get("refs") or () if isinstance(backends, Mapping) else backends
     return Reachable(
-        services=None if services is None else tuple(str(service) for service in services),
+        services=tuple(str(service) for service in services)
+        if isinstance(services, list) and services
+        else None,
         backends=None
         if refs is None
-        else tuple(
-            BackendRef(
-                kind=str(ref["kind"]),
-                name=ref.get("name"),
-                namespace=ref.get("namespace"),
-                port=ref.get("port"),
-                labels=frozen_labels(_strings(ref.get("labels"))) if ref.get("labels") else None,
-            )
-            for ref in refs
-        ),
+        else tuple(ref for entry in _entries(refs) if (ref := _backend_ref(entry)) is not None),
     )
+
+
+def _entries(refs: Any) -> list[Any]:
+    return refs if isinstance(refs, list) else []
+
+
+def _backend_ref(entry: Any) -> BackendRef | None:
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("kind"), str):
+        return None
+    name, namespace, port, labels = (entry.get(key) for key in _REF_FIELDS)
+    if not (
+        isinstance(name, str | None)
+        and isinstance(namespace, str | None)
+        and (port is None or (isinstance(port, int) and not isinstance(port, bool)))
+        and (labels is None or isinstance(labels, Mapping))
+    ):
+        return None
+    return BackendRef(
+        kind=entry["kind"],
+        name=name,
+        namespace=namespace,
+        port=port,
+        labels=None
+        if labels is None
+        else tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+    )
+
+
+_REF_FIELDS = ("name", "namespace", "port", "labels")
 
 
 async def selected_by(

@@ -3,7 +3,8 @@ the changes after a revision touched.
 
 What is read is only what a snapshot needs (addresses, ports, readiness, VIPs), from the
 normalised columns (dataplane_reader); of the resources kept whole as JSON, meshes,
-ingresses, egresses and permissions here, Kuma's service model in service_reader.
+ingresses and egresses here, permissions in permission_reader, Kuma's service model in
+service_reader.
 
 The reader does not trust that every writer validated: a row it cannot read (an address
 with an IPv6 scope stored by an older meshdns, say) is left out as if it were gone and
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from registry.errors import SchemaOutdated
 from registry.feed.changes import read_changes
 from registry.feed.dataplane_reader import parse_address, read_dataplanes, selected_by
+from registry.feed.permission_reader import PERMISSION_KINDS, permission_key, read_permissions
 from registry.feed.rows import Unreadable, in_chunks, report
 from registry.feed.service_reader import (
     read_generators,
@@ -49,12 +51,10 @@ from registry.models import (
     IngressServiceRow,
     MeshRow,
     RegistryStateRow,
-    TrafficPermissionRow,
     VipRow,
     ZoneEgressRow,
     ZoneIngressRow,
 )
-from registry.snapshot import TrafficRule
 
 
 async def read_revision(connection: AsyncConnection) -> int:
@@ -175,32 +175,6 @@ async def read_egresses(
     return found
 
 
-async def read_permissions(
-    connection: AsyncConnection,
-    keys: Collection[tuple[str, str]] | None = None,
-    unreadable: Unreadable | None = None,
-) -> dict[tuple[str, str], TrafficRule]:
-    """Traffic permissions by (mesh, name), as rules on kuma.io/service."""
-    from registry.schema import TrafficPermission
-
-    query = select(MeshRow.name, TrafficPermissionRow.name, TrafficPermissionRow.spec).join(
-        MeshRow, MeshRow.id == TrafficPermissionRow.mesh_id
-    )
-    found: dict[tuple[str, str], TrafficRule] = {}
-    for where in in_chunks(tuple_(MeshRow.name, TrafficPermissionRow.name), keys):
-        for mesh, name, spec in await connection.execute(query.where(*where)):
-            try:
-                permission = TrafficPermission.model_validate(spec)
-            except ValueError as error:
-                report(unreadable, "TrafficPermission", f"{mesh}/{name}", error)
-                continue
-            found[(mesh, name)] = TrafficRule(
-                sources=frozenset(source.service for source in permission.sources),
-                destinations=frozenset(target.service for target in permission.destinations),
-            )
-    return found
-
-
 FEED_BATCH = 1000  # changes a reader takes at a time
 
 
@@ -266,14 +240,21 @@ async def read_batch(
     dataplanes = await read_dataplanes(connection, dataplane_keys, unreadable)
     ingress_names = {change.name for change in changes if change.kind == "ZoneIngress"}
     egress_names = {change.name for change in changes if change.kind == "ZoneEgress"}
-    permission_keys = {
-        (change.mesh, change.name) for change in changes if change.kind == "TrafficPermission"
+    permission_changes = {
+        (change.kind, change.mesh, change.name)
+        for change in changes
+        if change.kind in PERMISSION_KINDS
     }
     ingresses = await read_ingresses(connection, ingress_names, unreadable) if ingress_names else {}
     egresses = await read_egresses(connection, egress_names, unreadable) if egress_names else {}
     rules = (
-        await read_permissions(connection, permission_keys, unreadable) if permission_keys else {}
+        await read_permissions(connection, permission_changes, unreadable)
+        if permission_changes
+        else {}
     )
+    permission_keys = {
+        (mesh, permission_key(kind, name)) for kind, mesh, name in permission_changes
+    }
     legacy = {(state.mesh, service) for state in dataplanes.values() for service in state.services}
     legacy |= {key for ingress in ingresses.values() for key in ingress.services}
     vips = await read_vips(connection, legacy)

@@ -19,7 +19,7 @@ from registry.meshservice.states import (
     ServiceState,
 )
 from registry.schema.fields import SERVICE_TAG
-from registry.snapshot import IPAddress, TrafficRule
+from registry.snapshot import IPAddress, Reachable, TrafficRule
 
 ServiceKey = tuple[str, str]  # (mesh, service)
 DataplaneKey = tuple[str, str]  # (mesh, dataplane name)
@@ -92,25 +92,6 @@ class InboundState:
             if (self.service if key == SERVICE_TAG else self.tags.get(key)) != value:
                 return False
         return True
-
-
-@dataclass(frozen=True, slots=True)
-class BackendRef:
-    """One of a dataplane's transparentProxying.reachableBackends refs."""
-
-    kind: str
-    name: str | None = None
-    namespace: str | None = None
-    port: int | None = None
-    labels: Labels | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Reachable:
-    """What a dataplane's transparent proxy says it reaches (None: not narrowed)."""
-
-    services: tuple[str, ...] | None = None
-    backends: tuple[BackendRef, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

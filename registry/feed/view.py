@@ -16,6 +16,7 @@ from ipaddress import IPv4Address
 
 import immutables
 
+from registry.feed.clients import Clients
 from registry.feed.states import (
     DataplaneKey,
     DataplaneState,
@@ -38,6 +39,9 @@ from registry.snapshot import (
     TrafficRule,
 )
 
+# The meshServices.mode in which a client sees only the destinations it names.
+_REACHABLE_BACKENDS = "ReachableBackends"
+
 
 class RegistryView:
     """Mutable state of the registry, producing immutable snapshots after each change.
@@ -56,12 +60,13 @@ class RegistryView:
         self._dataplanes: dict[DataplaneKey, DataplaneState] = {}
         self._members: dict[ServiceKey, set[str]] = {}  # dataplane names of each service
         # Kuma's service model: MeshServices and their kin, read with the view's dataplanes.
-        self.destinations = Destinations(local_zone, self._dataplanes, self._members)
+        self.destinations = Destinations(
+            local_zone, self._dataplanes, self._members, self._ingresses, self._egresses
+        )
         self._vips: dict[ServiceKey, Vip] = {}
         self._owners: dict[IPAddress, set[DataplaneKey]] = {}  # who has each address
         self._services: immutables.Map[str, immutables.Map[str, ServiceView]] = immutables.Map()
-        self._clients: immutables.Map[IPAddress, str] = immutables.Map()
-        self._client_services: immutables.Map[IPAddress, frozenset[str]] = immutables.Map()
+        self._clients = Clients(self._owners, self._dataplanes)
         self._mesh_views: immutables.Map[str, MeshView] = immutables.Map()
         self.snapshot = Snapshot.empty()
 
@@ -129,9 +134,9 @@ class RegistryView:
         changed_services = self._rebuild_services(touched_services)
         changed_destinations = self.destinations.settle(dataplane_changes)
         if cold:
-            clients_changed = self._build_clients()
+            clients_changed = self._clients.build()
         else:
-            clients_changed = self._rebuild_clients(touched_addresses)
+            clients_changed = self._clients.rebuild(touched_addresses)
         self.snapshot = Snapshot(
             revision=revision,
             meshes=self._rebuild_meshes(
@@ -140,9 +145,10 @@ class RegistryView:
                 | {mesh for mesh, _ in changed_services}
                 | {mesh for mesh, _ in changed_destinations}
             ),
-            dataplane_meshes=self._clients,
-            client_services=self._client_services,
+            dataplane_meshes=self._clients.meshes,
+            client_services=self._clients.services,
             hostname_zones=self.destinations.hostname_zones,
+            client_reach=self._clients.reach,
         )
         return Delta(
             services=frozenset(changed_services),
@@ -346,47 +352,6 @@ class RegistryView:
         self._services = services.finish()
         return changed
 
-    def _build_clients(self) -> bool:
-        """All of the client map at once: a cold load touches every address anyway."""
-        self._clients = immutables.Map(
-            (address, mesh)
-            for address, owners in self._owners.items()
-            if (mesh := _only_mesh(owners)) is not None
-        )
-        self._client_services = immutables.Map(
-            (address, self._services_at(address, mesh)) for address, mesh in self._clients.items()
-        )
-        return bool(self._clients)
-
-    def _services_at(self, address: IPAddress, mesh: str) -> frozenset[str]:
-        """The services of the dataplanes of `mesh` at `address`."""
-        return frozenset(
-            service
-            for key in self._owners.get(address, ())
-            if key[0] == mesh
-            for service in self._dataplanes[key].services
-        )
-
-    def _rebuild_clients(self, addresses: set[IPAddress]) -> bool:
-        clients = self._clients.mutate()
-        client_services = self._client_services.mutate()
-        changed = False
-        for address in addresses:
-            mesh = _only_mesh(self._owners.get(address))
-            services = self._services_at(address, mesh) if mesh is not None else None
-            if clients.get(address) == mesh and client_services.get(address) == services:
-                continue
-            changed = True
-            if mesh is None or services is None:
-                clients.pop(address, None)
-                client_services.pop(address, None)
-            else:
-                clients[address] = mesh
-                client_services[address] = services
-        self._clients = clients.finish()
-        self._client_services = client_services.finish()
-        return changed
-
     def _rebuild_meshes(self, touched: set[str]) -> Mapping[str, MeshView]:
         views = self._mesh_views.mutate()
         for mesh in touched:
@@ -406,6 +371,7 @@ class RegistryView:
                     ),
                     destinations=self.destinations.of_mesh(mesh),
                     legacy_names=state.legacy_names,
+                    reachable_backends=state.mesh_services == _REACHABLE_BACKENDS,
                 )
         self._mesh_views = views.finish()
         return self._mesh_views
@@ -415,16 +381,3 @@ def _service(name: str, vip: Vip | None, endpoints: tuple[Endpoint, ...]) -> Ser
     if vip is None:
         return ServiceView(name=name, vip=None, endpoints=endpoints)
     return ServiceView(name=name, vip=vip.address, vip6=vip.address6, endpoints=endpoints)
-
-
-def _only_mesh(owners: set[DataplaneKey] | None) -> str | None:
-    """The mesh of the dataplanes at an address, when they are all of one mesh.
-
-    An address held by dataplanes of two meshes selects neither: its clients get the
-    default mesh, so a dataplane of one mesh cannot take over another mesh's view by
-    registering at its address (docs/dns.md, "Which mesh a client sees").
-    """
-    if not owners:
-        return None
-    meshes = {mesh for mesh, _ in owners}
-    return next(iter(meshes)) if len(meshes) == 1 else None

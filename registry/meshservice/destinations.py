@@ -5,23 +5,45 @@ and endpoints, redone only where a change reaches.
 What reaches what: a dataplane's change, the MeshServices that select it (selection);
 a MeshService's, the MeshMultiZoneServices grouping it; a generator's, every mesh's
 hostnames of its kind; a resource's labels (or its coming and going), its mesh's
-hostnames of its kind. Hostnames are a function of the generators and the resources of
-one mesh and kind (hostnames.assign_hostnames), so whatever order the changes come in,
-the result is the one a full load gives.
+hostnames of its kind; a change to where another zone is reached (its ingresses, this
+zone's egresses), the MeshServices of that zone.
+
+A MeshService of another zone (one copied here by the sync) is served where this
+registry holds that zone's dataplanes (global does) by those it selects; in a zone,
+which holds only its own, by that zone's ingresses, through this zone's egresses when
+it has any, as the legacy names of other zones are (registry/meshservice/ports.py).
+
+Hostnames are a function of the generators and the resources of one mesh and kind
+(hostnames.assign_hostnames), so whatever order the changes come in, the result is the
+one a full load gives.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from ipaddress import IPv4Address, ip_address
+from ipaddress import IPv4Address
 
 import immutables
 
-from registry.feed.states import DataplaneKey, DataplaneState, InboundState, ServiceKey
+from registry.feed.states import (
+    DataplaneKey,
+    DataplaneState,
+    EgressState,
+    InboundState,
+    IngressState,
+    ServiceKey,
+)
 from registry.meshservice.hostnames import Naming, assign_hostnames, hostname_zones
+from registry.meshservice.ports import (
+    external_port,
+    mesh_service_ports,
+    multizone_ports,
+    zone_gateways,
+)
 from registry.meshservice.selection import Selection
 from registry.meshservice.states import (
     DEFAULT_ZONE,
+    DISPLAY_NAME_LABEL,
     MESH_EXTERNAL_SERVICE,
     MESH_MULTIZONE_SERVICE,
     MESH_SERVICE,
@@ -36,7 +58,7 @@ from registry.meshservice.states import (
     matches,
 )
 from registry.schema.fields import SERVICE_TAG
-from registry.snapshot import Destination, DestinationPort, Endpoint, destination_key
+from registry.snapshot import Destination, Endpoint, destination_key
 
 MeshKind = tuple[str, str]  # (mesh, kind)
 Changed = set[tuple[str, str]]  # (mesh, destination key)
@@ -57,9 +79,17 @@ class Destinations:
         local_zone: str | None,
         dataplanes: Mapping[DataplaneKey, DataplaneState],
         members: Mapping[ServiceKey, set[str]],
+        ingresses: Mapping[str, IngressState],
+        egresses: Mapping[str, EgressState],
     ) -> None:
         self.zone = local_zone or DEFAULT_ZONE  # `.Zone` of a resource without the label
+        self._local_zone = local_zone
         self._dataplanes = dataplanes
+        # The view's own maps, current at settle(): where other zones are reached.
+        self._ingresses = ingresses
+        self._egresses = egresses
+        self._gateways: dict[str, tuple[Endpoint, ...]] = {}  # zone -> its endpoints here
+        self._of_zone: dict[str, set[ResourceKey]] = {}  # MeshServices of other zones
         self._services: dict[ResourceKey, ServiceState] = {}
         self._by_kind: dict[MeshKind, dict[str, ServiceState]] = {}
         self._vips: dict[ResourceKey, IPv4Address] = {}
@@ -171,6 +201,7 @@ class Destinations:
         if kind == MESH_SERVICE:
             assert state is None or isinstance(state, MeshServiceState)
             self._selection.put((mesh, name), state)
+            self._file_by_zone(key, old, state)
         if kind == MESH_MULTIZONE_SERVICE:
             self._groups.pop((mesh, name), None)
             if isinstance(state, MultiZoneServiceState):
@@ -181,12 +212,31 @@ class Destinations:
                 }
         self._touched.add(key)
 
+    def _file_by_zone(
+        self, key: ResourceKey, old: ServiceState | None, new: ServiceState | None
+    ) -> None:
+        """Keep the MeshServices of other zones by zone."""
+        for state, add in ((old, False), (new, True)):
+            zone = self.zone_of(state) if state is not None else None
+            if zone is None:
+                continue
+            keys = self._of_zone.setdefault(zone, set())
+            if add:
+                keys.add(key)
+            else:
+                keys.discard(key)
+                if not keys:
+                    del self._of_zone[zone]
+
     def settle(
         self, dataplanes: Iterable[tuple[DataplaneState | None, DataplaneState | None]]
     ) -> Changed:
-        """With the view's dataplanes current, take in those that changed (old, new);
-        the (mesh, destination key) pairs whose Destination differs now."""
+        """With the view's dataplanes (and ingresses, egresses) current, take in the
+        dataplanes that changed (old, new); the (mesh, destination key) pairs whose
+        Destination differs now."""
         touched, self._touched = self._touched, set()
+        for zone in self._regateway():
+            touched |= self._of_zone.get(zone, set())
         touched.update(
             (MESH_SERVICE, mesh, name)
             for mesh, name in self._selection.dataplanes_changed(dataplanes)
@@ -206,6 +256,20 @@ class Destinations:
                 if group_mesh == mesh and name in services
             )
         changed |= self._rebuild(key for key in touched if key[0] == MESH_MULTIZONE_SERVICE)
+        return changed
+
+    def _regateway(self) -> set[str]:
+        """Recompute where each other zone is reached from here; the zones whose
+        endpoints changed. Few ingresses and egresses exist: all are looked at."""
+        gateways = zone_gateways(
+            self._ingresses.values(), self._egresses.values(), self._local_zone
+        )
+        changed = {
+            zone
+            for zone in gateways.keys() | self._gateways.keys()
+            if gateways.get(zone) != self._gateways.get(zone)
+        }
+        self._gateways = gateways
         return changed
 
     def _rename(self) -> set[ResourceKey]:
@@ -280,13 +344,26 @@ class Destinations:
         kind, mesh, name = key
         naming = self._namings.get((mesh, kind), {}).get(name)
         if isinstance(state, MeshServiceState):
-            ports = self._mesh_service_ports(state)
-            selector_tags = state.selector.tags or {}
-            service = selector_tags.get(SERVICE_TAG)
+            zone = self.zone_of(state)
+            ports = mesh_service_ports(
+                state,
+                self.selected(mesh, name),
+                None if zone is None else self._gateways.get(zone, ()),
+            )
+            # What traffic permissions name it by: its kuma.io/service, else (Universal)
+            # its display name.
+            service = (state.selector.tags or {}).get(SERVICE_TAG) or state.labels.get(
+                DISPLAY_NAME_LABEL, name
+            )
         elif isinstance(state, ExternalServiceState):
-            ports, service = (_external_port(state),), None
+            ports, service = (external_port(state),), None
         else:
-            ports, service = self._multizone_ports(state), None
+            grouped = (
+                self.of_mesh(mesh).get(destination_key(MESH_SERVICE, service))
+                for service in self._groups.get((mesh, name), ())
+            )
+            ports = multizone_ports(state, [d for d in grouped if d is not None])
+            service = None
         return Destination(
             kind=kind,
             name=name,
@@ -297,63 +374,6 @@ class Destinations:
             service=service,
         )
 
-    def _mesh_service_ports(self, state: MeshServiceState) -> tuple[DestinationPort, ...]:
-        selected = self.selected(state.mesh, state.name)
-        ports = []
-        for port in state.ports:
-            target = port.port if port.target_port is None else port.target_port
-            by_name = isinstance(target, str)
-            endpoints = [
-                Endpoint(
-                    dataplane=dataplane.name,
-                    address=dataplane.advertised or inbound.address,
-                    port=inbound.port,
-                    ready=inbound.ready,
-                    zone=dataplane.zone,
-                    online=dataplane.online,
-                )
-                for dataplane in selected
-                for inbound in dataplane.inbounds
-                if (inbound.name if by_name else inbound.port) == target
-            ]
-            ports.append(
-                DestinationPort(
-                    name=port.name,
-                    port=port.port,
-                    app_protocol=port.app_protocol,
-                    endpoints=tuple(endpoints),
-                )
-            )
-        return tuple(ports)
-
-    def _multizone_ports(self, state: MultiZoneServiceState) -> tuple[DestinationPort, ...]:
-        """Each port's endpoints: those of the same port (by name, else number) of every
-        MeshService it groups."""
-        grouped = [
-            destination
-            for service in sorted(self._groups.get((state.mesh, state.name), ()))
-            if (destination := self.of_mesh(state.mesh).get(destination_key(MESH_SERVICE, service)))
-            is not None
-        ]
-        ports = []
-        for port in state.ports:
-            endpoints: list[Endpoint] = []
-            for destination in grouped:
-                match = _port_called(destination.ports, port.name) or _port_called(
-                    destination.ports, str(port.port)
-                )
-                if match is not None:
-                    endpoints.extend(match.endpoints)
-            ports.append(
-                DestinationPort(
-                    name=port.name,
-                    port=port.port,
-                    app_protocol=port.app_protocol,
-                    endpoints=tuple(endpoints),
-                )
-            )
-        return tuple(ports)
-
 
 def targets(port: ServicePort, inbound: InboundState) -> bool:
     """Whether a MeshService `port` targets `inbound`: its targetPort as a number is the
@@ -362,26 +382,3 @@ def targets(port: ServicePort, inbound: InboundState) -> bool:
     if isinstance(target, int):
         return inbound.port == target
     return inbound.name == target
-
-
-def _port_called(ports: Iterable[DestinationPort], name: str) -> DestinationPort | None:
-    """Kuma's FindPortByName: the port with that name, or that number."""
-    return next((port for port in ports if name in (port.name, str(port.port))), None)
-
-
-def _external_port(state: ExternalServiceState) -> DestinationPort:
-    """A MeshExternalService's one port: its endpoints given by address, its hosts by name."""
-    endpoints: list[Endpoint] = []
-    hosts: list[tuple[str, int]] = []
-    for address, port in state.endpoints:
-        try:
-            endpoints.append(Endpoint(dataplane=state.name, address=ip_address(address), port=port))
-        except ValueError:
-            hosts.append((address.rstrip(".").lower(), port))
-    return DestinationPort(
-        name=str(state.port),
-        port=state.port,
-        app_protocol=state.protocol,
-        endpoints=tuple(endpoints),
-        hosts=tuple(hosts),
-    )

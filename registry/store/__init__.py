@@ -44,7 +44,7 @@ class Store:
     def __init__(
         self,
         engine: AsyncEngine,
-        vips: VipSettings | None = None,
+        vips: VipSettings,
         *,
         mode: str = STANDALONE,
         allocate_vips: bool | None = None,
@@ -52,7 +52,7 @@ class Store:
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}")
         self.engine = engine
-        self.vips = vips or VipSettings()
+        self.vips = vips
         self.mode = mode
         self.allocate_vips = mode != GLOBAL if allocate_vips is None else allocate_vips
         self._writer = engine.execution_options(**{WRITE_OPTION: True})

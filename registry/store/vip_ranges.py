@@ -17,13 +17,16 @@ Span = tuple[int, int]
 
 @dataclass(frozen=True, slots=True)
 class VipSettings:
-    cidr: IPv4Network = IPv4Network("240.0.0.0/4")
-    cidr6: IPv6Network | None = None
-    quarantine_seconds: float = 3600.0
+    """The ranges VIPs are allocated from (None: no IPv6 VIPs), and how long a released
+    VIP rests before it is handed out again."""
+
+    cidr: IPv4Network
+    cidr6: IPv6Network | None
+    quarantine_seconds: float
     # Kuma's ranges (ipam.meshService.cidr and its kin).
-    mesh_service_cidr: IPv4Network = IPv4Network("241.0.0.0/8")
-    mesh_external_service_cidr: IPv4Network = IPv4Network("242.0.0.0/8")
-    mesh_multizone_service_cidr: IPv4Network = IPv4Network("243.0.0.0/8")
+    mesh_service_cidr: IPv4Network
+    mesh_external_service_cidr: IPv4Network
+    mesh_multizone_service_cidr: IPv4Network
 
     def kind_ranges(self) -> dict[str, IPv4Network]:
         """The range of each resource kind that holds a VIP, by its type name."""

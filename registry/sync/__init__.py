@@ -9,8 +9,10 @@ batch's last revision, is harmless: the target ends equal to the source.
 
 Modules: ``push`` (zone -> global: the zone's own dataplanes, ingresses and egresses),
 ``pull`` (global -> zone: meshes, traffic permissions, other zones' ingresses),
-``cursors`` (where each direction is), ``reports`` (what each batch did) and ``worker``
-(the run loop over both).
+``service_model`` (which of Kuma's MeshServices and kin each direction carries, named
+and labelled as Kuma's sync does) and ``copies`` (copying them, with sweeps where a
+change alone cannot tell), ``cursors`` (where each direction is), ``reports`` (what
+each batch did) and ``worker`` (the run loop over both).
 """
 
 from __future__ import annotations

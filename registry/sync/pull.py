@@ -1,5 +1,6 @@
-"""global -> zone: meshes, traffic permissions, and every *other* enabled zone's
-ingresses. A zone never receives its own records back."""
+"""global -> zone: meshes, traffic permissions, every *other* enabled zone's ingresses,
+and of Kuma's service model the other zones' MeshServices and what was created on global
+(registry/sync/service_model.py). A zone never receives its own records back."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from registry.feed.states import Change
 from registry.models import MeshRow, TrafficPermissionRow, ZoneIngressRow, ZoneRow
 from registry.schema import Mesh, TrafficPermission, ZoneIngress
 from registry.store import Store, Transaction
+from registry.sync.copies import ResourceCopier
 from registry.sync.cursors import GLOBAL_SOURCE, CursorMoved, read_cursor, write_cursor
 from registry.sync.reports import PULL, BatchReport
+from registry.sync.service_model import GlobalToZoneKinds
 from registry.write_rules import Origin
 
 
@@ -37,6 +40,7 @@ class GlobalToZone:
         self.zone_store = zone_store
         self.global_store = global_store
         self.batch = batch
+        self._copies = ResourceCopier(GlobalToZoneKinds(zone), zone_store)
 
     async def step(self) -> BatchReport | None:
         """Replicate the next batch of global's changes to the zone; None when caught up."""
@@ -45,20 +49,24 @@ class GlobalToZone:
             cursor = await read_cursor(connection, GLOBAL_SOURCE)
         async with self.global_store.reading() as connection:
             changes = await read_changes(connection, cursor, self.batch)
-            if not changes:
+            sweep = self._copies.sweeping(changes, len(changes) < self.batch)
+            if not changes and not sweep:
                 return None
             state = await self._read_global(connection, changes)
-        report = BatchReport(PULL, len(changes), changes[-1].revision)
+            carried = await self._copies.read(connection, changes, sweep)
+        report = BatchReport(PULL, len(changes), changes[-1].revision if changes else cursor)
         try:
             async with self.zone_store.writing(Origin.REPLICATION) as transaction:
                 if await read_cursor(transaction.connection, GLOBAL_SOURCE) != cursor:
                     raise CursorMoved
                 report.written = await self._write_zone(transaction, state)
+                report.written.update(await self._copies.write(transaction, carried))
                 await write_cursor(
                     transaction.connection, GLOBAL_SOURCE, report.revision, transaction.now
                 )
         except CursorMoved:
             return BatchReport(PULL, 0, cursor)
+        self._copies.committed(carried)
         report.seconds = time.perf_counter() - started
         return report
 

@@ -1,6 +1,7 @@
 """zone -> global: a zone's own dataplanes (named ``<zone>.<name>`` on global and labelled
 ``kuma.io/zone``), with their liveness; its ingresses, with the services they offer
-computed from the zone's dataplanes; its egresses."""
+computed from the zone's dataplanes; its egresses; its own MeshServices and
+MeshExternalServices (registry/sync/service_model.py)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ from registry.schema import (
 )
 from registry.store import Store, Transaction
 from registry.store.bulk import Replica
+from registry.sync.copies import ResourceCopier
 from registry.sync.cursors import CursorMoved, read_cursor, write_cursor, zone_source
 from registry.sync.reports import PUSH, BatchReport
+from registry.sync.service_model import ZoneToGlobalKinds
 from registry.write_rules import Origin
 
 log = logging.getLogger("meshdns.sync")
@@ -71,6 +74,7 @@ class ZoneToGlobal:
         # The ingresses' offered services are recomputed after a restart (a killed worker
         # may have moved the cursor past dataplane changes without recomputing them).
         self._offer_due = True
+        self._copies = ResourceCopier(ZoneToGlobalKinds(zone), global_store)
 
     async def step(self) -> BatchReport | None:
         """Replicate the next batch of the zone's changes to global; None when caught up."""
@@ -83,20 +87,24 @@ class ZoneToGlobal:
             caught_up = len(changes) < self.batch
             kinds = {change.kind for change in changes}
             offer = caught_up and (self._offer_due or bool(kinds & {"Dataplane", "ZoneIngress"}))
-            if not changes and not offer:
+            sweep = self._copies.sweeping(changes, caught_up)
+            if not changes and not offer and not sweep:
                 return None
             state = await self._read_zone(connection, changes, offer)
+            carried = await self._copies.read(connection, changes, sweep)
         report = BatchReport(PUSH, len(changes), changes[-1].revision if changes else cursor)
         try:
             async with self.global_store.writing(Origin.REPLICATION) as transaction:
                 if await read_cursor(transaction.connection, source) != cursor:
                     raise CursorMoved
                 report.written = await self._write_global(transaction, state)
+                report.written.update(await self._copies.write(transaction, carried))
                 await write_cursor(transaction.connection, source, report.revision, transaction.now)
         except CursorMoved:
             return BatchReport(PUSH, 0, cursor)
         if offer:
             self._offer_due = False
+        self._copies.committed(carried)
         report.seconds = time.perf_counter() - started
         return report
 

@@ -27,8 +27,8 @@ log = logging.getLogger("meshdns.sync")
 
 @dataclass(frozen=True, slots=True)
 class SyncSettings:
-    batch: int = 1000  # changes per transaction
-    poll_interval: float = 1.0  # fallback when no NOTIFY wakes the worker
+    batch: int  # changes per transaction
+    poll_interval: float  # fallback when no NOTIFY wakes the worker
     contact_interval: float = 5.0  # how often global hears from a quiet zone
     progress: bool = True  # a progress bar while far behind
 
@@ -41,12 +41,12 @@ class SyncWorker:
         zone: str,
         zone_store: Store,
         global_store: Store,
-        settings: SyncSettings | None = None,
+        settings: SyncSettings,
     ) -> None:
         self.zone = zone
         self.zone_store = zone_store
         self.global_store = global_store
-        self.settings = settings or SyncSettings()
+        self.settings = settings
         batch = self.settings.batch
         self._push = ZoneToGlobal(zone, zone_store, global_store, batch)
         self._pull = GlobalToZone(zone, zone_store, global_store, batch)

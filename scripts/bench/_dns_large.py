@@ -18,9 +18,9 @@ from types import MappingProxyType
 
 import uvloop
 
-from dnsserver import DnsServer, Handler
+from dnsserver import Handler
 from meshdns.settings import Settings
-from meshdns.wiring import dns_limits, zone_config
+from meshdns.wiring import build_dns_server, zone_config
 from registry.snapshot import Endpoint, MeshView, ServiceView, Snapshot
 
 FIRST_ENDPOINT = IPv4Address("10.0.0.1")
@@ -41,10 +41,10 @@ def snapshot(dataplanes: int, services: int) -> Snapshot:
 
 
 async def serve(dataplanes: int, services: int) -> None:
-    config = zone_config(Settings(allow_recursion=("none",)))
-    handler = Handler(config, snapshot(dataplanes, services))
     # dnsperf asks from one address: no rate limit, as `scripts/bench/dns` runs `serve`.
-    async with DnsServer(handler, port=0, limits=dns_limits(Settings(rate_limit=0))) as server:
+    settings = Settings(allow_recursion=("none",), rate_limit=0)
+    handler = Handler(zone_config(settings), snapshot(dataplanes, services))
+    async with build_dns_server(settings, handler, None, port=0) as server:
         print(server.port, flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -7,17 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from meshdns.settings import Settings
-from meshdns.wiring import liveness_settings, vip_settings
 from registry.agents.liveness import Liveness
 from registry.errors import NotFound
 from registry.schema import Dataplane, Mesh
 from registry.store import Store
+from tests.serve_settings import liveness_settings, vip_settings
 
 SETTINGS = liveness_settings(
-    Settings(
-        heartbeat_interval=1.0, offline_after=3, agent_cleanup_delay=10.0, offline_gc_age=100.0
-    )
+    heartbeat_interval=1.0, offline_after=3, agent_cleanup_delay=10.0, offline_gc_age=100.0
 )
 
 
@@ -131,7 +128,7 @@ async def test_replicas_sweeping_at_once_flip_each_dataplane_once(postgres_datab
 
     engines = [create_engine(postgres_database_url) for _ in range(4)]
     try:
-        stores = [Store(engine, vip_settings(Settings())) for engine in engines]
+        stores = [Store(engine, vip_settings()) for engine in engines]
         await stores[0].put(Mesh.model_validate({"name": "default"}))
         replicas = [Liveness(store, SETTINGS) for store in stores]
         for n in range(20):

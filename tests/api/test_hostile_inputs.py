@@ -4,15 +4,13 @@ what was wrong, and nothing is written."""
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
-
 import httpx
 import pytest
 
 from registry.api.app import create_app
 from registry.store import Store
-from registry.store.vips import VipSettings
 from tests.factories import dataplane, mesh
+from tests.serve_settings import vip_settings
 
 
 @pytest.fixture
@@ -74,7 +72,7 @@ async def test_loopback_and_unicast_addresses_are_taken(client, default_mesh, ad
 
 
 async def test_an_address_in_a_configured_vip_range_is_refused(store):
-    vips = VipSettings(cidr=IPv4Network("10.96.0.0/12"))
+    vips = vip_settings(vip_cidr="10.96.0.0/12")
     app = create_app(Store(store.engine, vips))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://meshdns") as http:

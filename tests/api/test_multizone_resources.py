@@ -126,12 +126,12 @@ async def test_the_zones_own_ingress_offers_nothing_remote(client, mesh, store):
 async def test_zones_exist_on_global_only(store):
     body = {"type": "Zone", "name": "zone-a"}
     for mode, status in (("standalone", 405), ("zone", 405), ("global", 201)):
-        app = create_app(Store(store.engine, mode=mode))
+        app = create_app(Store(store.engine, store.vips, mode=mode))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://meshdns") as http:
             response = await http.put("/zones/zone-a", json=body)
             assert response.status_code == status, mode
-    app = create_app(Store(store.engine, mode="global"))
+    app = create_app(Store(store.engine, store.vips, mode="global"))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://m"
     ) as http:

@@ -26,6 +26,7 @@ from registry.auth.authentication import Authenticator
 from registry.auth.identity import Identity
 from registry.auth.tokens import issue_token
 from registry.store import Store
+from tests.serve_settings import liveness_settings
 
 REMOTE = "10.1.2.3"
 
@@ -66,7 +67,7 @@ class Api:
             self.store = store
         self.auth = Authenticator(store.engine, loopback_admin=loopback_admin)
         self.app = create_app(store, auth=self.auth, **options)
-        liveness = Liveness(store)
+        liveness = Liveness(store, liveness_settings())
         self.app.include_router(
             agent_router(store, liveness, ServiceFeed(), {"domain": "mesh"}, self.app.state.guard)
         )

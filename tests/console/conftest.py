@@ -11,15 +11,14 @@ from fastapi import FastAPI
 
 from dnsserver.handler import Handler
 from meshdns.console import console_router, handler_answers
-from meshdns.settings import Settings
-from meshdns.wiring import liveness_settings
 from registry.agents.liveness import Liveness
 from registry.schema import Dataplane, Mesh
 from registry.snapshot import Snapshot
 from registry.store import Store
 from tests.dns.dnstesting import zone_config
+from tests.serve_settings import liveness_settings
 
-FAST = liveness_settings(Settings(heartbeat_interval=1.0, offline_after=3))
+FAST = liveness_settings(heartbeat_interval=1.0, offline_after=3)
 
 
 def dataplane(

@@ -166,7 +166,7 @@ async def test_pages_are_accessible_without_javascript(console):
 
 async def test_zones_page_on_global_shows_status_last_contact_and_replication(console):
     app = make_app(console, mode="global")
-    on_global = Store(console.store.engine, mode="global")
+    on_global = Store(console.store.engine, console.store.vips, mode="global")
     await on_global.put(Zone.model_validate({"name": "zone-a"}))
     await on_global.put(Zone.model_validate({"name": "zone-b"}))
     await on_global.put(Zone.model_validate({"name": "zone-c", "enabled": False}))
@@ -196,7 +196,12 @@ async def test_dependencies_guard_every_route(console):
 
     app = FastAPI()
     app.include_router(
-        console_router(console.store, lambda: console.snapshot, dependencies=[Depends(deny)])
+        console_router(
+            console.store,
+            lambda: console.snapshot,
+            insights=console.liveness.insights,
+            dependencies=[Depends(deny)],
+        )
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://meshdns") as http:

@@ -13,8 +13,9 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from dnsserver import Handler, ZoneConfig
+from dnsserver import DnsServer, Handler, ZoneConfig
 from dnsserver.config import DnsLimits
+from dnsserver.forward import Forwarder
 from meshdns import wiring
 from meshdns.settings import Settings
 from registry.snapshot import (
@@ -25,6 +26,7 @@ from registry.snapshot import (
     ServiceView,
     Snapshot,
 )
+from tests import serve_settings
 
 # A client that is no registered dataplane: answered in the default mesh.
 OUTSIDER = ip_address("192.0.2.1")
@@ -156,8 +158,21 @@ def zone_config(**overrides: object) -> ZoneConfig:
 
 
 def dns_limits(**overrides: object) -> DnsLimits:
-    """`serve`'s limits on the settings' defaults, with `overrides`."""
-    return replace(wiring.dns_limits(Settings()), **overrides)  # type: ignore[arg-type]
+    """`serve`'s limits on the settings' defaults, with the fields in `overrides`."""
+    return replace(serve_settings.dns_limits(), **overrides)  # type: ignore[arg-type]
+
+
+def dns_server(
+    handler: Handler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    limits: DnsLimits | None = None,
+    forwarder: Forwarder | None = None,
+) -> DnsServer:
+    """A DNS server on loopback (a free port unless given), limited as `serve` is unless
+    given `limits`."""
+    return DnsServer(handler, host, port, limits=limits or dns_limits(), forwarder=forwarder)
 
 
 def standard_config(**changes: object) -> ZoneConfig:

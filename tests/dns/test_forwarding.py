@@ -16,6 +16,7 @@ import pytest
 from dnsserver import DnsServer, Handler
 from dnsserver.forward import Forwarder, UpstreamServer
 from tests.dns.dnstesting import (
+    dns_server,
     mesh,
     parse,
     query,
@@ -49,7 +50,7 @@ def upstream() -> Iterator[StubUpstream]:
 @pytest.fixture
 async def server(upstream) -> AsyncIterator[DnsServer]:
     forwarder = Forwarder([UpstreamServer.parse(upstream.address)])
-    async with DnsServer(forwarding_handler(), port=0, forwarder=forwarder) as server:
+    async with dns_server(forwarding_handler(), forwarder=forwarder) as server:
         yield server
     await forwarder.close()
 
@@ -144,7 +145,7 @@ async def test_udp_answer_too_big_is_truncated_tcp_is_whole(server):
 async def test_silent_upstream_gives_servfail_and_blocks_nobody():
     with StubUpstream(silent=True) as silent:
         forwarder = Forwarder([UpstreamServer.parse(silent.address)])
-        async with DnsServer(forwarding_handler(), port=0, forwarder=forwarder) as server:
+        async with dns_server(forwarding_handler(), forwarder=forwarder) as server:
             waiting = asyncio.create_task(exchange(server, query("example.com.")))
             # While the forwarded question waits, in-zone questions are answered.
             local = await exchange(server, query("web.mesh."))

@@ -21,9 +21,10 @@ import dns.flags
 import dns.message
 import pytest
 
-from dnsserver import DnsServer, Handler
+from dnsserver import Handler
 from tests.dns.dnstesting import (
     OUTSIDER,
+    dns_server,
     endpoint,
     mesh,
     parse,
@@ -106,7 +107,7 @@ def test_additional_records_that_do_not_fit_are_dropped_without_tc():
 async def test_acceptance_500_srv_over_real_udp_and_tcp(crowd):
     """Issue 4, acceptance 2, over real sockets: UDP at EDNS 1232, then TCP."""
     request = dns.message.make_query("_crowd._tcp.mesh.", "SRV", use_edns=0, payload=1232)
-    async with DnsServer(crowd, port=0) as server:
+    async with dns_server(crowd) as server:
         loop = asyncio.get_running_loop()
         wire = await loop.run_in_executor(None, _udp_exchange, request.to_wire(), server.port)
         assert len(wire) < 1232

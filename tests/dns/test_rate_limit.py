@@ -20,7 +20,15 @@ import pytest
 
 from dnsserver import ConfigError, DnsServer
 from dnsserver.ratelimit import RateLimiter, slip_reply
-from tests.dns.dnstesting import dns_limits, parse, query, rcode, rdatas, standard_handler
+from tests.dns.dnstesting import (
+    dns_limits,
+    dns_server,
+    parse,
+    query,
+    rcode,
+    rdatas,
+    standard_handler,
+)
 from tests.helpers import require_tool
 
 PATIENCE = 5.0
@@ -279,7 +287,7 @@ async def tcp_exchange(server: DnsServer, source: str, data: bytes) -> dns.messa
 
 async def test_a_flood_is_limited_slips_tc_and_the_client_gets_its_answer_over_tcp():
     limits = dns_limits(rate=20, slip=2)
-    async with DnsServer(standard_handler(), port=0, limits=limits) as server:
+    async with dns_server(standard_handler(), limits=limits) as server:
         replies = await burst(server, FLOODER, 100)
         answers = [reply for reply in replies if not reply.flags & dns.flags.TC]
         slips = [reply for reply in replies if reply.flags & dns.flags.TC]
@@ -319,7 +327,7 @@ async def run_dig(server: DnsServer, *args: str) -> str:
 
 async def test_dig_limited_over_udp_retries_over_tcp_and_gets_the_answer():
     # Rate 1, slip 1: past its first query each second, every UDP query gets TC.
-    async with DnsServer(standard_handler(), port=0, limits=dns_limits(rate=1, slip=1)) as server:
+    async with dns_server(standard_handler(), limits=dns_limits(rate=1, slip=1)) as server:
         for _ in range(3):  # a slow machine may let a second pass before dig asks
             await burst(server, FLOODER, 3)
             output = await run_dig(server, "-b", FLOODER, "web.mesh.")
@@ -335,14 +343,14 @@ async def test_dig_limited_over_udp_retries_over_tcp_and_gets_the_answer():
 
 
 async def test_rate_zero_limits_nothing():
-    async with DnsServer(standard_handler(), port=0, limits=dns_limits(rate=0)) as server:
+    async with dns_server(standard_handler(), limits=dns_limits(rate=0)) as server:
         assert len(await burst(server, FLOODER, 150)) == 150
         assert server.stats()["udp_limited"] == 0
 
 
 async def test_an_idle_connection_is_closed_and_so_is_a_half_sent_query():
     limits = dns_limits(tcp_idle_timeout=0.2)
-    async with DnsServer(standard_handler(), port=0, limits=limits) as server:
+    async with dns_server(standard_handler(), limits=limits) as server:
         silent = await asyncio.open_connection(server.host, server.port)
         half_prefix = await asyncio.open_connection(server.host, server.port)
         half_prefix[1].write(b"\x00")
@@ -359,7 +367,7 @@ async def test_an_idle_connection_is_closed_and_so_is_a_half_sent_query():
 
 async def test_a_connection_that_keeps_asking_is_not_idle():
     limits = dns_limits(tcp_idle_timeout=0.3)
-    async with DnsServer(standard_handler(), port=0, limits=limits) as server:
+    async with dns_server(standard_handler(), limits=limits) as server:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         for qid in range(6):  # 1.2 s in all, 0.2 s between queries
             writer.write(struct.pack("!H", len(query("web.mesh."))) + query("web.mesh.", qid=qid))
@@ -373,7 +381,7 @@ async def test_a_connection_that_keeps_asking_is_not_idle():
 
 async def test_idle_connections_make_room_for_new_clients_longest_idle_first(caplog):
     limits = dns_limits(tcp_max_connections=20)
-    async with DnsServer(standard_handler(), port=0, limits=limits) as server:
+    async with dns_server(standard_handler(), limits=limits) as server:
         idle = []
         for _ in range(50):
             idle.append(await asyncio.open_connection(server.host, server.port))
@@ -401,7 +409,7 @@ async def test_the_open_file_limit_is_raised_to_the_hard_limit():
             pytest.skip(f"hard open-file limit {hard}: nothing to raise")
         resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
     try:
-        async with DnsServer(standard_handler(), port=0):
+        async with dns_server(standard_handler()):
             raised = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         assert raised == (hard if hard != resource.RLIM_INFINITY else 1 << 20)
     finally:

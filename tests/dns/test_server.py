@@ -15,6 +15,7 @@ import pytest
 from dnsserver import BindError, DnsServer, Handler
 from tests.dns.dnstesting import (
     dns_limits,
+    dns_server,
     mesh,
     parse,
     query,
@@ -32,7 +33,7 @@ PATIENCE = 5.0
 
 @pytest.fixture
 async def server() -> AsyncIterator[DnsServer]:
-    async with DnsServer(standard_handler(), port=0) as server:
+    async with dns_server(standard_handler()) as server:
         yield server
 
 
@@ -111,14 +112,12 @@ async def test_answers_in_the_mesh_of_the_client_address():
             clients={"127.0.0.1": "other"},
         ),
     )
-    async with DnsServer(handler, port=0) as server:
+    async with dns_server(handler) as server:
         assert rdatas((await udp(server, "web.mesh.")).answer) == ["240.1.0.2"]
 
 
 async def test_idle_tcp_connection_is_closed():
-    async with DnsServer(
-        standard_handler(), port=0, limits=dns_limits(tcp_idle_timeout=0.1)
-    ) as server:
+    async with dns_server(standard_handler(), limits=dns_limits(tcp_idle_timeout=0.1)) as server:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         assert await asyncio.wait_for(reader.read(), PATIENCE) == b""
         writer.close()
@@ -126,9 +125,7 @@ async def test_idle_tcp_connection_is_closed():
 
 
 async def test_a_connection_over_the_limit_closes_the_idle_one():
-    async with DnsServer(
-        standard_handler(), port=0, limits=dns_limits(tcp_max_connections=1)
-    ) as server:
+    async with dns_server(standard_handler(), limits=dns_limits(tcp_max_connections=1)) as server:
         first_reader, first = await asyncio.open_connection(server.host, server.port)
         first.write(framed(query("web.mesh.", qid=1)))
         assert parse(await asyncio.wait_for(read_framed(first_reader), PATIENCE)).id == 1
@@ -142,7 +139,7 @@ async def test_a_connection_over_the_limit_closes_the_idle_one():
 
 
 async def test_close_ends_idle_connections():
-    server = DnsServer(standard_handler(), port=0)
+    server = dns_server(standard_handler())
     await server.start()
     reader, writer = await asyncio.open_connection(server.host, server.port)
     writer.write(framed(query("web.mesh.", qid=1)))
@@ -158,14 +155,14 @@ async def test_address_in_use_is_a_bind_error():
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
         with pytest.raises(BindError, match=f"port {port}"):
-            await DnsServer(standard_handler(), port=port).start()
+            await dns_server(standard_handler(), port=port).start()
 
 
 async def test_ipv6_host():
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")
     try:
-        server = DnsServer(standard_handler(), host="::1", port=0)
+        server = dns_server(standard_handler(), host="::1")
         await server.start()
     except BindError as error:
         pytest.skip(f"cannot bind ::1: {error}")

@@ -40,6 +40,7 @@ from registry.api.app import create_app
 from registry.schema import RESOURCE_TYPES, Dataplane
 from registry.store import Store
 from registry.store.database import create_engine
+from tests.serve_settings import vip_settings
 
 # Examples per operation and generation mode (positive, negative); scripts/fuzz-api
 # raises it through the environment.
@@ -65,7 +66,7 @@ class Api:
     def __init__(self, runner: asyncio.Runner, database_url: str, mode: str) -> None:
         self.runner = runner
         self.engine = create_engine(database_url)
-        self.app = create_app(Store(self.engine, mode=mode))
+        self.app = create_app(Store(self.engine, vip_settings(), mode=mode))
         transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
         self.http = httpx.AsyncClient(transport=transport, base_url=BASE_URL)
 
@@ -283,7 +284,9 @@ def test_body_nested_past_the_recursion_limit_is_400(sqlite_url, content_type, b
 
 def test_request_bodies_are_the_resource_models():
     # The document only: the store's engine never connects.
-    spec = with_request_bodies(create_app(Store(create_engine("sqlite+aiosqlite://"))).openapi())
+    spec = with_request_bodies(
+        create_app(Store(create_engine("sqlite+aiosqlite://"), vip_settings())).openapi()
+    )
     dataplane = spec["components"]["schemas"]["Dataplane"]
     assert (
         dataplane["properties"].keys()

@@ -19,6 +19,7 @@ from registry.store import Store
 from registry.store.database import create_engine
 from tests.factories import dataplane, mesh
 from tests.helpers import MESHDNS, ROOT, Meshdns, dig, eventually, free_port, stop_process
+from tests.serve_settings import vip_settings
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,7 @@ def inject_unreadable_row(database_url: str) -> None:
     async def write() -> None:
         engine = create_engine(database_url)
         try:
-            await Store(engine).put(scoped)
+            await Store(engine, vip_settings()).put(scoped)
         finally:
             await engine.dispose()
 

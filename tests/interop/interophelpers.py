@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from dnsserver import DnsServer, Handler
 from dnsserver.forward import Forwarder, UpstreamServer
+from tests.dns.dnstesting import dns_server
 from tests.dns.stubupstream import StubUpstream
 from tests.helpers import require_tool
 
@@ -32,7 +33,7 @@ class ServerThread:
     def __init__(self, handler: Handler, forwarder: Forwarder | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.forwarder = forwarder
-        self.server = DnsServer(handler, port=0, forwarder=forwarder)
+        self.server = dns_server(handler, forwarder=forwarder)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> DnsServer:

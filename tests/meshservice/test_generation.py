@@ -19,6 +19,7 @@ from registry.store import Store
 from registry.store.database import create_engine
 from tests.factories import mesh
 from tests.meshservice.meshtesting import dataplane, inbound, loaded, mesh_service, put
+from tests.serve_settings import vip_settings
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 GENERATED = {
@@ -265,7 +266,7 @@ async def test_two_servers_on_one_database_do_not_fight(postgres_database_url: s
     """Two generators (two `serve` processes) pass at once: one writes, the other finds
     it done; the services are written once."""
     engines = [create_engine(postgres_database_url) for _ in range(2)]
-    stores = [Store(engine) for engine in engines]
+    stores = [Store(engine, vip_settings()) for engine in engines]
     try:
         await put(
             stores[0],

@@ -30,6 +30,7 @@ from registry.store.database import create_engine
 from registry.sync import read_cursor, zone_source
 from registry.write_rules import Origin
 from tests.multizone.conftest import SyncProcess
+from tests.serve_settings import vip_settings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 
@@ -125,8 +126,8 @@ async def test_sync_killed_at_random_points_converges_exactly(
     rng = random.Random(seed)
     global_url, zone_url = databases(), databases()
     global_engine, zone_engine = create_engine(global_url), create_engine(zone_url)
-    global_store = Store(global_engine, mode="global")
-    zone_store = Store(zone_engine, mode="zone")
+    global_store = Store(global_engine, vip_settings(), mode="global")
+    zone_store = Store(zone_engine, vip_settings(), mode="zone")
 
     async def cursor() -> int:
         async with global_store.reading() as connection:

@@ -389,9 +389,9 @@ async def test_writes_a_mode_does_not_take_answer_405_with_a_clear_message(
     store: Store, server: str, path: str, body: dict[str, Any], refused: str
 ) -> None:
     # As on the deployment, the mesh default exists.
-    await Store(store.engine, mode="standalone").ensure_mesh("default")
+    await Store(store.engine, store.vips, mode="standalone").ensure_mesh("default")
     mode, zone = MODES[server]
-    app = create_app(Store(store.engine, mode=mode), zone=zone)
+    app = create_app(Store(store.engine, store.vips, mode=mode), zone=zone)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://meshdns") as http:
         assert_refused(await http.put(path, json=body), server, refused)

@@ -19,14 +19,13 @@ import dns.rcode
 import httpx
 import pytest
 
-from meshdns.settings import Settings
-from meshdns.wiring import vip_settings
 from registry.schema import parse_resource
 from registry.store import Store
 from registry.store.database import create_engine
 from registry.write_rules import ZONE, Origin
 from tests.helpers import Meshdns
 from tests.live.livetesting import dataplane
+from tests.serve_settings import vip_settings
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +76,7 @@ async def replicate_from_global(url: str) -> None:
     ]
     engine = create_engine(url)
     try:
-        store = Store(engine, vip_settings(Settings()), mode=ZONE)
+        store = Store(engine, vip_settings(), mode=ZONE)
         async with store.writing(Origin.REPLICATION) as transaction:
             for document in replicated:
                 await store.put_in(transaction, parse_resource(document))

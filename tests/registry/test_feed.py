@@ -28,6 +28,7 @@ from tests.meshservice.meshtesting import (
     multizone_service,
 )
 from tests.registry.registrytesting import dataplane, mesh
+from tests.serve_settings import vip_settings
 
 
 def comparable(snapshot: Snapshot) -> tuple:
@@ -179,8 +180,8 @@ async def test_a_delta_names_only_what_changed(store: Store):
 async def test_eight_writers_and_a_reader_see_every_change_once_in_order(postgres_database_url):
     """Acceptance: concurrent writers; the reader sees each change once, in order, and
     its snapshot ends equal to the database."""
-    writers = [Store(create_engine(postgres_database_url)) for _ in range(8)]
-    reader_store = Store(create_engine(postgres_database_url))
+    writers = [Store(create_engine(postgres_database_url), vip_settings()) for _ in range(8)]
+    reader_store = Store(create_engine(postgres_database_url), vip_settings())
     await writers[0].put(mesh())
     follower = RegistryFollower(reader_store, lambda s, d: None, poll_interval=0.01)
     await follower.catch_up()
@@ -281,7 +282,7 @@ async def test_naive_sequence_feed_loses_a_change_to_commit_order(postgres_datab
 async def test_registry_feed_makes_the_late_commit_impossible(postgres_database_url):
     """The same interleaving against the registry: the second writer must wait for the
     first to commit, so the reader can never see revision 2 before revision 1."""
-    store = Store(create_engine(postgres_database_url))
+    store = Store(create_engine(postgres_database_url), vip_settings())
     observer = create_engine(postgres_database_url)
     try:
         await store.put(mesh())

@@ -15,6 +15,7 @@ from registry.schema import Dataplane, HostnameGenerator, Resource, parse_resour
 from registry.store import Store, Unchanged
 from registry.store.bulk import Replica
 from tests.registry.registrytesting import dataplane, mesh
+from tests.serve_settings import vip_settings
 
 
 async def test_mesh_round_trip_keeps_creation_time_on_update(store: Store):
@@ -308,9 +309,9 @@ async def test_a_database_without_the_schema_says_to_migrate(empty_database_url,
     engine = create_engine(empty_database_url)
     try:
         with pytest.raises(SchemaOutdated, match="meshdns migrate"):
-            await Store(engine).list_meshes()
+            await Store(engine, vip_settings()).list_meshes()
         with pytest.raises(SchemaOutdated, match="meshdns migrate"):
-            await Store(engine).put(mesh())
+            await Store(engine, vip_settings()).put(mesh())
     finally:
         await engine.dispose()
 
@@ -321,9 +322,9 @@ async def test_an_unreachable_database_raises_database_unavailable():
     engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/meshdns")
     try:
         with pytest.raises(DatabaseUnavailable, match=r"127\.0\.0\.1:1.* unavailable"):
-            await Store(engine).list_meshes()
+            await Store(engine, vip_settings()).list_meshes()
         with pytest.raises(DatabaseUnavailable):
-            await Store(engine).put(mesh())
+            await Store(engine, vip_settings()).put(mesh())
     finally:
         await engine.dispose()
 

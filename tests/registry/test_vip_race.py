@@ -16,6 +16,7 @@ from registry.store import Store
 from registry.store.database import create_engine
 from tests.registry.registrytesting import mesh
 from tests.registry.vip_race_worker import MESHES, OWN, SHARED
+from tests.serve_settings import vip_settings
 
 WORKER = Path(__file__).with_name("vip_race_worker.py")
 PREFIXES = ("a", "b")
@@ -55,7 +56,7 @@ async def test_racing_allocators_give_each_service_exactly_one_unique_vip(
 ):
     engine = create_engine(postgres_database_url)
     try:
-        await Store(engine).put_many([mesh(name) for name in MESHES])
+        await Store(engine, vip_settings()).put_many([mesh(name) for name in MESHES])
 
         reports = run_workers(postgres_database_url, mode)
 

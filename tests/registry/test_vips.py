@@ -9,22 +9,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from meshdns.settings import Settings
-from meshdns.wiring import vip_settings
 from registry.errors import VipPoolExhausted
 from registry.models import LEGACY_VIP_KIND, VipRow
 from registry.schema import Resource, parse_resource
-from registry.store import Store, VipSettings
+from registry.store import Store
 from registry.store.vips import usable_range
 from tests.registry.registrytesting import dataplane, mesh
+from tests.serve_settings import vip_settings
 
 # Two usable addresses, 10.200.0.1 and 10.200.0.2 (none a dataplane's): small enough to run out.
 TINY = IPv4Network("10.200.0.0/30")
-
-
-def vips_given(**settings: object) -> VipSettings:
-    """`serve`'s VIP settings, with the options in `settings` given."""
-    return vip_settings(Settings(**settings))  # type: ignore[arg-type]
 
 
 async def vips_of(store: Store, mesh_name: str = "default") -> dict[str, IPv4Address | None]:
@@ -65,7 +59,7 @@ async def test_one_service_name_in_two_meshes_gets_two_vips(store: Store):
 
 
 async def test_a_released_vip_is_not_reused_during_its_quarantine(make_store):
-    store = make_store(vips_given(vip_cidr=str(TINY)))
+    store = make_store(vip_settings(vip_cidr=str(TINY)))
     await store.put_many([mesh(), dataplane("web-1", service="old")])
     old_vip = (await vips_of(store))["old"]
     await store.delete_dataplane("default", "web-1")
@@ -80,7 +74,7 @@ async def test_a_released_vip_is_not_reused_during_its_quarantine(make_store):
 
 
 async def test_a_vip_is_reused_once_its_quarantine_is_over(make_store):
-    store = make_store(vips_given(vip_cidr=str(TINY), vip_quarantine=0))
+    store = make_store(vip_settings(vip_cidr=str(TINY), vip_quarantine=0))
     await store.put_many([mesh(), dataplane("web-1", service="old"), dataplane("x-1", service="x")])
     old_vip = (await vips_of(store))["old"]
     await store.delete_dataplane("default", "web-1")
@@ -94,7 +88,7 @@ async def test_a_vip_is_reused_once_its_quarantine_is_over(make_store):
 
 
 async def test_a_returning_service_gets_its_own_vip_back(make_store):
-    store = make_store(vips_given(vip_cidr=str(TINY), vip_quarantine=0))
+    store = make_store(vip_settings(vip_cidr=str(TINY), vip_quarantine=0))
     await store.put_many([mesh(), dataplane("web-1")])
     vip = (await vips_of(store))["web"]
     await store.delete_dataplane("default", "web-1")
@@ -106,7 +100,7 @@ async def test_a_returning_service_gets_its_own_vip_back(make_store):
 
 
 async def test_a_deleted_mesh_quarantines_its_vips(make_store):
-    store = make_store(vips_given(vip_cidr=str(TINY)))
+    store = make_store(vip_settings(vip_cidr=str(TINY)))
     await store.put_many([mesh(), dataplane("web-1"), dataplane("api-1", service="api")])
     await store.delete_mesh("default")
     await store.put(mesh())
@@ -118,7 +112,7 @@ async def test_a_deleted_mesh_quarantines_its_vips(make_store):
 
 
 async def test_ipv6_vips_when_a_range_is_configured(make_store):
-    store = make_store(vips_given(vip6_cidr="fd00:5::/120"))
+    store = make_store(vip_settings(vip6_cidr="fd00:5::/120"))
     await store.put_many([mesh(), dataplane("web-1"), dataplane("api-1", service="api")])
 
     services = {s.name: s.vip6 for s in await store.list_services("default")}
@@ -135,7 +129,7 @@ async def test_a_service_from_before_an_ipv6_range_gets_one_when_next_written(st
     await store.put_many([mesh(), dataplane("web-1")])
     assert (await store.list_services("default"))[0].vip6 is None
 
-    with_ipv6 = make_store(vips_given(vip6_cidr="fd00::/64"))
+    with_ipv6 = make_store(vip_settings(vip6_cidr="fd00::/64"))
     await with_ipv6.put(dataplane("web-2", address="10.0.0.2"))
 
     (web,) = await with_ipv6.list_services("default")
@@ -158,9 +152,9 @@ def test_usable_range_skips_network_and_broadcast(network, first, last):
 
 
 async def test_after_a_range_change_the_holes_below_the_top_are_used(make_store):
-    low = make_store(vips_given(vip_cidr="10.200.0.0/30"))  # .1 .2
-    high = make_store(vips_given(vip_cidr="10.200.0.4/30"))  # .5 .6
-    wide = make_store(vips_given(vip_cidr="10.200.0.0/29"))  # .1 to .6
+    low = make_store(vip_settings(vip_cidr="10.200.0.0/30"))  # .1 .2
+    high = make_store(vip_settings(vip_cidr="10.200.0.4/30"))  # .5 .6
+    wide = make_store(vip_settings(vip_cidr="10.200.0.0/29"))  # .1 to .6
     await low.put_many([mesh(), dataplane("c-1", service="c")])
     await high.put_many([dataplane("a-1", service="a"), dataplane("b-1", service="b")])
 
@@ -230,7 +224,7 @@ def test_the_legacy_range_leaves_out_the_ranges_of_the_service_kinds():
     def shown(spans: tuple[tuple[int, int], ...]) -> list[tuple[str, str]]:
         return [(str(IPv4Address(low)), str(IPv4Address(high))) for low, high in spans]
 
-    settings = VipSettings()
+    settings = vip_settings()
     assert shown(settings.spans(LEGACY_VIP_KIND)) == [
         ("240.0.0.1", "240.255.255.255"),
         ("244.0.0.0", "255.255.255.254"),
@@ -280,7 +274,7 @@ async def test_a_legacy_service_and_a_meshservice_of_one_name_hold_a_vip_each(st
 async def test_the_legacy_allocator_never_hands_out_a_service_kind_address(make_store):
     # Legacy .1 to .6; MeshServices .5 and .6, which legacy services must leave alone.
     store = make_store(
-        vips_given(vip_cidr="10.200.0.0/29", mesh_service_cidr="10.200.0.4/30", vip_quarantine=0)
+        vip_settings(vip_cidr="10.200.0.0/29", mesh_service_cidr="10.200.0.4/30", vip_quarantine=0)
     )
     await store.put(mesh())
     for service in ("a", "b", "c"):
@@ -302,7 +296,7 @@ async def test_the_legacy_allocator_never_hands_out_a_service_kind_address(make_
 
 async def test_a_service_kind_vip_is_quarantined_then_reused_as_legacy_ones(make_store):
     tiny = {"mesh_external_service_cidr": "10.200.0.8/30"}  # .9 and .10
-    store = make_store(vips_given(**tiny))
+    store = make_store(vip_settings(**tiny))
     await store.put(mesh())
     await store.put(service_model("MeshExternalService", "a"))
     await store.put(service_model("MeshExternalService", "b"))
@@ -316,14 +310,14 @@ async def test_a_service_kind_vip_is_quarantined_then_reused_as_legacy_ones(make
         ("MeshExternalService", "b"): IPv4Address("10.200.0.10"),
     }
     # With no quarantine, another takes it.
-    reusing = make_store(vips_given(**tiny, vip_quarantine=0))
+    reusing = make_store(vip_settings(**tiny, vip_quarantine=0))
     await reusing.delete_resource("MeshExternalService", "default", "a")
     await reusing.put(service_model("MeshExternalService", "c"))
     assert (await kind_vips(store))[("MeshExternalService", "c")] == IPv4Address("10.200.0.9")
 
 
 async def test_a_deleted_mesh_quarantines_the_vips_of_its_service_kinds(make_store):
-    store = make_store(vips_given(mesh_service_cidr="10.200.0.0/30"))  # .1 and .2
+    store = make_store(vip_settings(mesh_service_cidr="10.200.0.0/30"))  # .1 and .2
     await store.put_many([mesh(), mesh("other")])
     await store.put(service_model("MeshService", "redis", "other"))
     await store.put(service_model("MeshService", "kafka", "other"))

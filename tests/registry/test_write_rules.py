@@ -15,6 +15,7 @@ from registry.schema import parse_resource
 from registry.store import Store
 from registry.write_rules import GLOBAL, MODES, STANDALONE, ZONE, Origin, check_write, writable
 from tests.factories import dataplane, mesh, traffic_permission, zone_ingress
+from tests.serve_settings import liveness_settings
 
 KINDS = (
     "Mesh",
@@ -150,8 +151,8 @@ DOCUMENTS = {
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("path", ["PUT", "POST /apply"])
 async def test_api_writes_follow_the_rule(store, mode, path):
-    await Store(store.engine, mode=STANDALONE).ensure_mesh("default")
-    app = create_app(Store(store.engine, mode=mode))
+    await Store(store.engine, store.vips, mode=STANDALONE).ensure_mesh("default")
+    app = create_app(Store(store.engine, store.vips, mode=mode))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://meshdns") as http:
         for kind, (document, url) in DOCUMENTS.items():
@@ -170,8 +171,8 @@ async def test_api_writes_follow_the_rule(store, mode, path):
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_agent_connect_heartbeat_and_disconnect_follow_the_rule(store, mode):
-    await Store(store.engine, mode=STANDALONE).ensure_mesh("default")
-    liveness = Liveness(Store(store.engine, mode=mode))
+    await Store(store.engine, store.vips, mode=STANDALONE).ensure_mesh("default")
+    liveness = Liveness(Store(store.engine, store.vips, mode=mode), liveness_settings())
     resource = parse_resource(dataplane("web-1", "10.0.0.1"))
     if mode == GLOBAL:
         for call in (
@@ -191,7 +192,7 @@ async def test_agent_connect_heartbeat_and_disconnect_follow_the_rule(store, mod
 async def test_a_path_that_forgets_to_ask_still_cannot_write(store):
     """The store checks every change it records: a write straight through it, as a new
     route or worker might make, is refused all the same, and nothing of it stays."""
-    on_global = Store(store.engine, mode=GLOBAL)
+    on_global = Store(store.engine, store.vips, mode=GLOBAL)
     await on_global.ensure_mesh("default")
     with pytest.raises(ReadOnly):
         await on_global.put(parse_resource(dataplane("web-1", "10.0.0.1")))
@@ -199,13 +200,13 @@ async def test_a_path_that_forgets_to_ask_still_cannot_write(store):
         async with on_global.writing() as transaction:
             await on_global.put_in(transaction, parse_resource(dataplane("web-2", "10.0.0.2")))
     assert (await on_global.list_dataplanes("default")).total == 0
-    on_zone = Store(store.engine, mode=ZONE)
+    on_zone = Store(store.engine, store.vips, mode=ZONE)
     with pytest.raises(ReadOnly):
         await on_zone.put(parse_resource(mesh("other")))
 
 
 async def test_replication_writes_what_the_sync_worker_brings(store):
-    on_global = Store(store.engine, mode=GLOBAL)
+    on_global = Store(store.engine, store.vips, mode=GLOBAL)
     await on_global.ensure_mesh("default")
     async with on_global.writing(Origin.REPLICATION) as transaction:
         await on_global.put_in(
