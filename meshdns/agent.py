@@ -1,12 +1,13 @@
 """`meshdns dp run`: the dataplane agent beside a workload.
 
 It registers its dataplane with the control plane, keeps it online with heartbeats,
-follows the mesh's services incrementally (``GET /meshes/{mesh}/dns-records?after=R``,
-a long poll that resumes from R after any outage) and answers DNS on 127.0.0.1:15053
-with dnsserver's own Handler and DnsServer over a Snapshot built from what the control
-plane sent: the same answers and rules as the central server. Other names go upstream.
-When the control plane is unreachable the last state keeps being answered; SIGTERM
-disconnects (an agent-created dataplane is deleted at once) and exits.
+follows what its dataplane sees incrementally (``GET /meshes/{mesh}/dataplanes/{name}/
+dns-records?after=R``, a long poll that resumes from R after any outage) and answers DNS
+on 127.0.0.1:15053 with dnsserver's own Handler and DnsServer over a Snapshot built from
+what the control plane sent (meshdns/agent_records.py): the names the control plane
+answers that dataplane, by the same code. Other names go upstream. When the control
+plane is unreachable the last state keeps being answered; SIGTERM disconnects (an
+agent-created dataplane is deleted at once) and exits.
 
 With ``--token-file`` every request carries the dataplane token as a bearer token; the
 file is read again after a 401, so a renewed token is taken up without a restart.
@@ -28,16 +29,16 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import immutables
 
 from dnsserver.config import DnsLimits, ZoneConfig
 from dnsserver.forward import Forwarder, UpstreamServer, system_upstreams
 from dnsserver.handler import Handler
 from dnsserver.server import DnsServer
+from meshdns.agent_records import LocalRecords, carries_changes
+from registry.agents.records import RecordsError
 from registry.documents import DocumentError, load_yaml
 from registry.errors import InvalidResource
 from registry.schema import Dataplane, parse_resource
-from registry.snapshot import Delta, Endpoint, MeshView, ServiceView, Snapshot
 
 log = logging.getLogger("meshdns.agent")
 
@@ -142,63 +143,6 @@ def load_dataplane(path: Path) -> Dataplane:
     return resource
 
 
-def decode_service(item: dict[str, Any]) -> ServiceView:
-    return ServiceView(
-        name=item["name"],
-        vip=IPv4Address(item["vip"]) if item.get("vip") else None,
-        vip6=IPv6Address(item["vip6"]) if item.get("vip6") else None,
-        endpoints=tuple(
-            Endpoint(
-                dataplane=dataplane,
-                address=ip_address(address),
-                port=port,
-                ready=ready,
-                online=online,
-                zone=zone,
-            )
-            for dataplane, address, port, ready, online, zone in item["endpoints"]
-        ),
-    )
-
-
-class LocalRecords:
-    """The agent's copy of its mesh's services, as snapshots for the DNS handler."""
-
-    def __init__(self, mesh: str) -> None:
-        self.mesh = mesh
-        self.revision = 0
-        self._mtls = False
-        self._services: immutables.Map[str, ServiceView] = immutables.Map()
-        self.snapshot = Snapshot.empty()
-
-    def apply(self, answer: dict[str, Any]) -> tuple[Snapshot, Delta | None]:
-        """Take one dns-records answer; the new snapshot and what changed (None: all)."""
-        full = bool(answer.get("full"))
-        if full:
-            mesh = answer.get("mesh") or {}
-            self._mtls = bool(mesh.get("mtls"))
-            services = immutables.Map(
-                {item["name"]: decode_service(item) for item in answer["services"]}
-            )
-        else:
-            mutation = self._services.mutate()
-            for item in answer["services"]:
-                mutation[item["name"]] = decode_service(item)
-            for name in answer.get("removed", ()):
-                mutation.pop(name, None)
-            services = mutation.finish()
-        changed = frozenset(
-            (self.mesh, name) for name in [s["name"] for s in answer["services"]]
-        ) | frozenset((self.mesh, name) for name in answer.get("removed", ()))
-        self._services = services
-        self.revision = int(answer["revision"])
-        self.snapshot = Snapshot(
-            revision=self.revision,
-            meshes={self.mesh: MeshView(name=self.mesh, mtls=self._mtls, services=services)},
-        )
-        return self.snapshot, None if full else Delta(services=changed)
-
-
 class AgentClient:
     """The agent's side of the control-plane protocol: connect, heartbeats, records."""
 
@@ -266,7 +210,7 @@ class AgentClient:
         """One dns-records request; True when it was answered (and applied)."""
         try:
             response = await self.http.get(
-                f"{self.base}/dns-records",
+                f"{self.path}/dns-records",
                 params={"after": self.revision, "wait": wait},
                 timeout=wait + 10,
             )
@@ -274,14 +218,18 @@ class AgentClient:
                 self._refused("records", response)
                 return False
             response.raise_for_status()
+            answer = response.json()
+            if carries_changes(answer):
+                self.on_records(answer)
+            self.revision = int(answer["revision"])
         except httpx.HTTPError as error:
             self._lost(error)
             return False
-        answer = response.json()
+        except (ValueError, KeyError, TypeError, RecordsError) as error:
+            # Kept from before, and asked for again after a backoff.
+            log.error("the control plane sent records that cannot be read: %s", error)
+            return False
         self._back()
-        if answer["services"] or answer.get("removed") or answer.get("full"):
-            self.on_records(answer)
-        self.revision = int(answer["revision"])
         return True
 
     async def follow(self) -> None:

@@ -70,7 +70,7 @@ async def serve(settings: Settings) -> None:
     if forwarder is None:
         log.warning("no upstream resolver: names outside %s are REFUSED", settings.domain)
     handler = build_handler(settings, forwarder=forwarder)
-    feed = ServiceFeed()  # what dataplane agents follow
+    feed = ServiceFeed(lambda key: follower.view.dataplane(key))  # what agents follow
 
     targets = [UpstreamServer.parse(item) for item in split_list(settings.notify)]
     notifier = (

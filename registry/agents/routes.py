@@ -6,8 +6,11 @@
 - ``POST .../heartbeat``: the agent is alive (404: not registered; connect again).
 - ``POST .../disconnect``: the agent is leaving (SIGTERM); an agent-created dataplane is
   deleted at once, one created through the API is marked offline and kept.
-- ``GET /meshes/{mesh}/dns-records?after=R&wait=S``: long poll for the mesh's services
-  and endpoints changed after revision R (registry/agents/service_feed.py).
+- ``GET /meshes/{mesh}/dataplanes/{name}/dns-records?after=R&wait=S``: long poll for
+  what that dataplane sees (as its control plane answers it in DNS) that changed after
+  revision R (registry/agents/service_feed.py).
+- ``GET /meshes/{mesh}/dns-records?after=R&wait=S``: the same for a client of the mesh
+  that is no dataplane (what agents before the per-dataplane route follow).
 - ``GET /meshes/{mesh}/dataplanes+insights[/{name}]``: dataplanes with their status.
 """
 
@@ -29,6 +32,7 @@ from registry.auth.scopes import Scope, requires
 from registry.store import Store, Stored
 
 MAX_WAIT = 300.0
+CONNECT_WAIT = 1.0  # seconds a connect waits for this process's view to have it
 
 
 def render_insight(insight: Insight | None) -> dict[str, Any]:
@@ -83,6 +87,9 @@ def agent_router(
         dataplane = await read_dataplane(request, mesh, name)
         await guard.check_put(caller(request), dataplane)
         created = await liveness.connect(dataplane)
+        # Its first records then show its own dataplane, seen as itself: answered once
+        # this process's view has the registration (bounded, as other writes are).
+        await feed.reached(await store.revision(), CONNECT_WAIT)
         return JSONResponse(
             {
                 "heartbeatInterval": liveness.settings.heartbeat_interval,
@@ -107,9 +114,25 @@ def agent_router(
         await guard.check_existing(caller(request), "Dataplane", mesh, name, "disconnect")
         return {"deleted": await liveness.disconnect((mesh, name))}
 
+    @router.get("/meshes/{mesh}/dataplanes/{name}/dns-records")
+    @requires(Scope.MESH_RECORDS)
+    async def dataplane_records(
+        mesh: str,
+        name: str,
+        request: Request,
+        after: int = Query(0, ge=0),
+        wait: float = Query(0.0, ge=0.0, le=MAX_WAIT),
+    ) -> Response:
+        await guard.check_existing(
+            caller(request), "Dataplane", mesh, name, "follow the DNS records of", fast=True
+        )
+        body = await feed.since(mesh, after, wait, dataplane=name)
+        feed.answers += 1
+        return Response(body, media_type="application/json")
+
     @router.get("/meshes/{mesh}/dns-records")
     @requires(Scope.MESH_RECORDS)
-    async def dns_records(
+    async def mesh_records(
         mesh: str,
         after: int = Query(0, ge=0),
         wait: float = Query(0.0, ge=0.0, le=MAX_WAIT),

@@ -9,6 +9,7 @@ so a MeshService keeps one name everywhere it is copied.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from registry.meshservice.states import DISPLAY_NAME_LABEL
@@ -20,6 +21,7 @@ _FNV_PRIME = 0x100000001B3
 _HASH_SUFFIX = 1 + 16  # the dash and the encoded hash
 MAX_NAME = 253  # Kuma's longest resource name
 MAX_LABEL_NAME = 63  # ours for the service kinds, whose names are DNS labels
+_HASHED = re.compile(f"-[{_SAFE_ALPHABET}]{{16}}$")
 
 
 def display_name(name: str, labels: Mapping[str, str] | None) -> str:
@@ -48,3 +50,8 @@ def hashed_name(mesh: str, name: str, *values: str, max_length: int = MAX_NAME) 
     """
     digest = fnv64a("".join((mesh, name, *values)).encode())
     return f"{name[: max_length - _HASH_SUFFIX]}-{_safe_encode(f'{digest:016x}')}"
+
+
+def looks_hashed(name: str) -> bool:
+    """Whether `name` ends as a hashed name does: a copy's, most likely."""
+    return _HASHED.search(name) is not None

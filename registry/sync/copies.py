@@ -76,12 +76,19 @@ class ResourceCopier:
             carried.changed[kind] = {key: found.get(key) for key in keys}
         if sweep:
             for kind, mesh in sorted(self.due, key=lambda item: (item[0], item[1] or "")):
-                carried.swept[(kind, mesh)] = await read_documents(source, kind, None, mesh)
+                if mesh is None or (kind, None) not in self.due:
+                    carried.swept[(kind, mesh)] = await read_documents(source, kind, None, mesh)
         return carried
 
     def committed(self, carried: Carried) -> None:
-        """The batch holding `carried` is in: its sweeps are done."""
-        self.due -= carried.swept.keys()
+        """The batch holding `carried` is in: its sweeps are done (a kind swept in every
+        mesh is swept in each)."""
+        whole = {kind for kind, mesh in carried.swept if mesh is None}
+        self.due = {
+            (kind, mesh)
+            for kind, mesh in self.due
+            if (kind, mesh) not in carried.swept and kind not in whole
+        }
 
     async def write(self, transaction: Transaction, carried: Carried) -> dict[str, int]:
         """Write the target's side of a batch; counts of what was written, by kind."""

@@ -21,7 +21,13 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.meshservice.naming import MAX_LABEL_NAME, MAX_NAME, display_name, hashed_name
+from registry.meshservice.naming import (
+    MAX_LABEL_NAME,
+    MAX_NAME,
+    display_name,
+    hashed_name,
+    looks_hashed,
+)
 from registry.meshservice.states import (
     DISPLAY_NAME_LABEL,
     GRACE_PERIOD_LABEL,
@@ -66,7 +72,8 @@ class Direction(Protocol):
 
     def gone_name(self, kind: str, mesh: str, name: str) -> tuple[str, bool]:
         """Where a source resource that is gone had its copy, as far as its name tells
-        (its labels are gone with it), and whether that is certain."""
+        (its labels are gone with it), and whether, when no copy is there, there is
+        surely none elsewhere."""
 
     def sweeps(self, kinds: set[str]) -> set[str]:
         """The kinds to compare whole because the changes are of `kinds`."""
@@ -130,8 +137,10 @@ class ZoneToGlobalKinds:
         return None
 
     def gone_name(self, kind: str, mesh: str, name: str) -> tuple[str, bool]:
-        # Its display name was its name unless a label said otherwise.
-        return hashed_name(mesh, name, self.zone, "", max_length=_longest(kind)), False
+        # Its display name was its name unless a label said otherwise. One named as a
+        # copy is (most likely) one from global, which has no copy there.
+        where = hashed_name(mesh, name, self.zone, "", max_length=_longest(kind))
+        return where, looks_hashed(name)
 
     def sweeps(self, kinds: set[str]) -> set[str]:
         return set()
@@ -182,7 +191,8 @@ class GlobalToZoneKinds:
         if kind == MESH_SERVICE:
             # Named on global as in the zones (same hash inputs).
             return name, True
-        return hashed_name(mesh, name, max_length=_longest(kind)), False
+        # One named as a copy is (most likely) a zone's on global, never carried here.
+        return hashed_name(mesh, name, max_length=_longest(kind)), looks_hashed(name)
 
     def sweeps(self, kinds: set[str]) -> set[str]:
         # A zone enabled or disabled: its MeshServices come or go.

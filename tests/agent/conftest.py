@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -110,6 +111,18 @@ def cluster(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 def answers(port: int, name: str, qtype: str = "A") -> list[str]:
     """The answer section's data, sorted (endpoint answers rotate)."""
     return sorted(line for line in dig(port, "+short", name, qtype).splitlines() if line)
+
+
+def resolved(port: int, name: str, qtype: str = "A", *extra: str) -> tuple[str, list[str]]:
+    """The status and the answer section's data, sorted (``extra``: more dig options,
+    such as ``-b ADDRESS`` to ask from a dataplane's address)."""
+    output = dig(port, *extra, "+norecurse", name, qtype)
+    status = re.search(r"status: (\w+)", output)
+    assert status, output
+    if ";; ANSWER SECTION:" not in output:
+        return status.group(1), []
+    section = output.split(";; ANSWER SECTION:", 1)[1].split("\n\n", 1)[0]
+    return status.group(1), sorted(re.findall(r"^\S+\s+\d+\s+IN\s+\S+\s+(.+)$", section, re.M))
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 15, message: str = "condition") -> Any:

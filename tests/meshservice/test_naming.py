@@ -3,7 +3,7 @@ own test data."""
 
 from __future__ import annotations
 
-from registry.meshservice.naming import MAX_LABEL_NAME, display_name, hashed_name
+from registry.meshservice.naming import MAX_LABEL_NAME, display_name, hashed_name, looks_hashed
 
 
 def test_the_hashed_name_is_kumas():
@@ -26,3 +26,8 @@ def test_a_long_display_name_is_cut_to_fit():
 def test_the_display_name_is_the_label_else_the_name():
     assert display_name("redis-x", {"kuma.io/display-name": "redis"}) == "redis"
     assert display_name("redis-x", None) == "redis-x"
+
+
+def test_a_hashed_name_is_told_by_its_suffix():
+    assert looks_hashed(hashed_name("default", "redis", "zone-a"))
+    assert not looks_hashed("redis") and not looks_hashed("redis-v2")

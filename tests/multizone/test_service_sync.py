@@ -27,6 +27,7 @@ from registry.store import Store
 from registry.store.database import create_engine
 from registry.sync import SyncSettings, SyncWorker, read_cursor, zone_source
 from registry.sync.copies import read_documents
+from registry.sync.service_model import GlobalToZoneKinds, ZoneToGlobalKinds
 from registry.write_rules import GLOBAL, ZONE, Origin
 from tests.conftest import BACKENDS, PostgresAdmin, postgres_url
 from tests.factories import mesh
@@ -360,3 +361,20 @@ async def test_workers_stopped_anywhere_converge(postgres_deployment: Deployment
         .destinations.values()
     ]
     assert all(isinstance(vip, IPv4Address) for vip in vips) and len(set(vips)) == len(vips)
+
+
+def test_a_gone_copy_from_elsewhere_asks_for_no_sweep():
+    """A zone's copy from global, deleted there, had no copy on global: no sweep is due;
+    a zone's own resource, gone, is looked for where its name puts it, and swept for
+    when not there (its display name may have been another)."""
+    copy = hashed_name("default", "redis", "zone-a", max_length=63)
+    to_global = ZoneToGlobalKinds("zone-b")
+    assert to_global.gone_name("MeshService", "default", copy)[1]
+    where, certain = to_global.gone_name("MeshService", "default", "redis")
+    assert (where, certain) == (hashed_name("default", "redis", "zone-b", max_length=63), False)
+    to_zone = GlobalToZoneKinds("zone-b")
+    assert to_zone.gone_name("MeshService", "default", copy) == (copy, True)
+    assert to_zone.gone_name("MeshExternalService", "default", "db") == (
+        hashed_name("default", "db", max_length=63),
+        False,
+    )
