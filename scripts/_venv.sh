@@ -8,7 +8,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "installing meshdns${extras:+[$extras]} into .venv" >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+    # --no-compile: modules are compiled when first imported, not all at install (a third
+    # of the install's time, most of it for modules never imported).
+    .venv/bin/python -m pip install --quiet --no-compile --disable-pip-version-check \
+        -e ".${extras:+[$extras]}"
     touch "$stamp"
     # An install with extras is the plain install too: ./scripts/serve need not redo it.
     if [ -n "$extras" ]; then touch .venv/.installed; fi
