@@ -239,6 +239,7 @@ async def serve(settings: Settings) -> None:
                 await liveness_task
         await liveness.close()
         api.should_exit = True
+        feed.close()  # its long polls answer now: the API waits for them to close
         stop_task.cancel()
         await asyncio.wait({api_task}, timeout=5)
         await workers.stop()

@@ -84,6 +84,13 @@ class ServiceFeed:
         self._answers: dict[tuple[str, Client, Client, int], bytes | None] = {}
         self.answers = 0  # sent, for the bench
         self._published = False
+        self._closed = False
+
+    def close(self) -> None:
+        """Answer every waiting long poll now, and later ones without waiting: the server
+        is stopping, and its API waits for the requests in flight before it closes."""
+        self._closed = True
+        self._changed.set()
 
     def publish(self, snapshot: Snapshot, delta: Delta | None) -> None:
         """Take the follower's new snapshot (a None delta: everything may have changed)."""
@@ -109,7 +116,7 @@ class ServiceFeed:
         deadline = loop.time() + timeout
         while self.snapshot.revision < revision:
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self._closed:
                 return False
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
@@ -130,7 +137,7 @@ class ServiceFeed:
             if body is not None:
                 return body
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self._closed:
                 return json.dumps(
                     {
                         "revision": self.snapshot.revision,

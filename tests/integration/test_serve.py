@@ -6,6 +6,8 @@ import ipaddress
 import re
 import socket
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dns.flags
@@ -196,3 +198,23 @@ def test_a_write_is_in_the_writers_dns_when_the_api_answers(start_meshdns, datab
         query = dns.message.make_query(f"ryw-{number}.mesh.", dns.rdatatype.A)
         reply = dns.query.udp(query, "127.0.0.1", port=server.dns_port, timeout=3)
         assert reply.rcode() == dns.rcode.NOERROR, f"ryw-{number}.mesh not there yet"
+
+
+def test_serve_answers_its_long_polls_when_it_stops(start_meshdns, tmp_path):
+    """An agent's long poll in flight does not hold `serve` up when it stops: it is
+    answered at once (before, the API waited five seconds for it, then cancelled it with
+    a traceback in the log)."""
+    server = start_meshdns("")
+    records = server.api + "/meshes/default/dns-records"
+    revision = httpx.get(records, timeout=10).json()["revision"]
+    with ThreadPoolExecutor(1) as pool:
+        poll = pool.submit(httpx.get, records, params={"after": revision, "wait": 60}, timeout=60)
+        time.sleep(1)  # the poll is waiting on the server
+        assert not poll.done()
+        started = time.monotonic()
+        assert server.stop() == 0
+        stopping = time.monotonic() - started
+        answer = poll.result(timeout=5)
+    assert answer.status_code == 200 and answer.json()["revision"] == revision
+    assert "Traceback" not in server.log(), server.log()
+    assert stopping < 4, f"serve took {stopping:.1f}s to stop"
