@@ -136,6 +136,7 @@ async def serve(settings: Settings) -> None:
             insights=liveness.insights,
             mode=settings.mode,
             zone=settings.zone,
+            service_model=lambda: follower.view,
         )
     )
     api = _ApiServer(

@@ -1,7 +1,8 @@
-"""What the console reads from the store: a service's dataplanes and the zones' sync state.
+"""What the console reads from the store: a service's dataplanes, the zones' sync state
+and a mesh's meshServices.mode.
 
-The snapshot has no tags, liveness times or zone contacts; these pages read them from
-the database, a page at a time, and return plain values.
+The snapshot has no tags, liveness times, zone contacts or Mesh settings; these pages read
+them from the database, a page at a time, and return plain values.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from datetime import UTC, datetime
 
 from registry.agents.liveness import Insight
 from registry.api.zones import ZONE_OFFLINE_AFTER
-from registry.schema import SERVICE_TAG, ZONE_TAG, Dataplane, Zone
+from registry.feed.states import MESH_SERVICES_DISABLED
+from registry.schema import SERVICE_TAG, ZONE_TAG, Dataplane, Mesh, Zone
 from registry.snapshot import Snapshot
 from registry.store import Store
 from registry.sync import GLOBAL_SOURCE, read_cursor, zone_source
@@ -83,6 +85,14 @@ def _rows(dataplane: Dataplane, service: str, insight: Insight | None) -> list[D
         for inbound in networking.inbound
         if inbound.service == service
     ]
+
+
+async def mesh_services_mode(store: Store, mesh: str) -> str:
+    """The Mesh's meshServices.mode (Kuma's default, Disabled, when it sets none): whether
+    MeshServices are generated from its dataplanes."""
+    stored = (await store.get_mesh(mesh)).resource
+    assert isinstance(stored, Mesh)
+    return str((stored.mesh_services or {}).get("mode", MESH_SERVICES_DISABLED))
 
 
 @dataclass(frozen=True, slots=True)

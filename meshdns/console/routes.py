@@ -23,11 +23,13 @@ from meshdns.console import reads, views
 from meshdns.console.dig import DnsAnswer
 from meshdns.console.reads import InsightReader
 from registry.errors import RegistryError
+from registry.feed.view import RegistryView
 from registry.snapshot import Snapshot
 from registry.store import Store
 
 PREFIX = "/gui"
 SERVICES_PER_PAGE = 200
+DESTINATIONS_PER_PAGE = 200
 DATAPLANES_PER_PAGE = 200
 _PAGE = Query(1, ge=1, alias="page")  # ?page=N of a long listing
 _STATIC_TYPES = {"console.css": "text/css", "console.js": "text/javascript"}
@@ -69,6 +71,7 @@ def console_router(
     mode: str = "standalone",
     zone: str | None = None,
     dns_rate: Callable[[], float | None] | None = None,
+    service_model: Callable[[], RegistryView] | None = None,
     dependencies: Sequence[Depends] = (),
 ) -> APIRouter:
     """The console's routes over ``store`` and the current ``snapshot()``.
@@ -80,6 +83,8 @@ def console_router(
     - ``mode`` and ``zone``: the control plane's ``--mode`` and ``--zone`` (the zones
       page exists on global and zone control planes only).
     - ``dns_rate``: DNS queries per second, shown on the overview when it gives a number.
+    - ``service_model``: the registry view behind ``snapshot()`` (the follower's), for a
+      mesh's MeshServices and their kin with their status; without it that page is left out.
     - ``dependencies``: applied to every route, e.g. the API's authentication.
     """
     # Route names start "console_": the API's authentication tells routes apart by name.
@@ -149,6 +154,45 @@ def console_router(
             answers={row.name: _answer(answer, row) for row in shown},
             show_answers=answer is not None,
             show_vip6=any(row.vip6 for row in shown),
+            show_model=service_model is not None,
+            page_number=number,
+            pages=pages,
+        )
+
+    @router.get(
+        "/meshes/{mesh}/meshservices",
+        response_class=HTMLResponse,
+        name="console_mesh_services_model",
+    )
+    async def mesh_service_model(
+        request: Request, mesh: str, page_number: int = _PAGE
+    ) -> HTMLResponse:
+        if service_model is None:
+            return not_found(request, "service model page on this console")
+        try:
+            mode: str | None = await reads.mesh_services_mode(store, mesh)
+        except RegistryError:
+            mode = None  # the listing comes from memory: show it anyway
+        # The snapshot and the view together, after the await: the view is the snapshot's.
+        current, view = snapshot(), service_model()
+        if mesh not in current.meshes:
+            return not_found(request, f'mesh "{mesh}"')
+        keys = views.destination_keys(view, mesh)
+        pages = max(1, math.ceil(len(keys) / DESTINATIONS_PER_PAGE))
+        number = min(page_number, pages)
+        shown = keys[(number - 1) * DESTINATIONS_PER_PAGE : number * DESTINATIONS_PER_PAGE]
+        rows = [row for key in shown if (row := views.destination(view, key[0], mesh, key[1]))]
+        return page(
+            request,
+            "meshservices.html",
+            snapshot=current,
+            mesh=current.meshes[mesh],
+            mode=mode,
+            tables=[
+                (kind, sum(k == kind for k, _ in keys), [row for row in rows if row.kind == kind])
+                for kind in views.MODEL_KINDS
+            ],
+            total=len(keys),
             page_number=number,
             pages=pages,
         )

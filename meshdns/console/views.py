@@ -1,16 +1,28 @@
-"""What the console's pages show, worked out from a snapshot: plain values, no HTML.
+"""What the console's pages show, worked out from memory: plain values, no HTML.
 
 The overview, a mesh's services and the search read only the in-memory snapshot (the
-same one DNS answers from), so they cost no database query. Nothing here renders.
+same one DNS answers from), so they cost no database query. A mesh's service model
+(MeshServices and their kin) is read from the registry view behind that snapshot, through
+the ``status`` the API renders, so the page and the API say the same. Nothing here renders.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import ip_address
+from typing import Any
 
+from registry.feed.view import RegistryView
+from registry.meshservice.states import (
+    MESH_EXTERNAL_SERVICE,
+    MESH_MULTIZONE_SERVICE,
+    MESH_SERVICE,
+    ExternalServiceState,
+    ServicePort,
+)
+from registry.meshservice.status import status_of
 from registry.snapshot import Endpoint, IPAddress, MeshView, ServiceView, Snapshot
 
 LOCAL_ZONE = "local"  # what endpoints of this control plane are called without --zone
@@ -191,3 +203,110 @@ def _address(text: str) -> IPAddress | None:
         return ip_address(text)
     except ValueError:
         return None
+
+
+# The service model page's tables, in this order.
+MODEL_KINDS = (MESH_SERVICE, MESH_MULTIZONE_SERVICE, MESH_EXTERNAL_SERVICE)
+
+
+@dataclass(frozen=True, slots=True)
+class PortRow:
+    """A port of a destination: Kuma's name of it, its number and protocol, and the
+    dataplanes' port it leads to (None where the kind has no target)."""
+
+    name: str
+    port: int
+    app_protocol: str
+    target: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionRow:
+    """A HostnameGenerator's ``Generated`` condition on one destination."""
+
+    generator: str
+    status: str  # "True" or "False"
+    reason: str  # Generated, Collision or TemplateError
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class DataplaneProxies:
+    """How many dataplanes a MeshService selects, and of them with a ready inbound for
+    every port (Kuma's dataplaneProxies total and healthy)."""
+
+    total: int
+    healthy: int
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationRow:
+    """One MeshService, MeshMultiZoneService or MeshExternalService, as the service model
+    page lists it: its status (hostnames, VIP, generators' conditions) and its spec's
+    ports, with what only its kind has."""
+
+    kind: str
+    name: str
+    hostnames: tuple[str, ...]
+    vip: str | None
+    ports: tuple[PortRow, ...]
+    conditions: tuple[ConditionRow, ...]
+    dataplanes: DataplaneProxies | None  # a MeshService's
+    endpoints: tuple[str, ...]  # a MeshExternalService's, "address:port"
+    grouped: tuple[str, ...]  # the MeshServices a MeshMultiZoneService groups, "name (zone)"
+
+
+def destination_keys(view: RegistryView, mesh: str) -> list[tuple[str, str]]:
+    """(kind, name) of every destination of ``mesh``, kind by kind (MODEL_KINDS), by name."""
+    return [(kind, name) for kind in MODEL_KINDS for name in view.destinations.names(kind, mesh)]
+
+
+def destination(view: RegistryView, kind: str, mesh: str, name: str) -> DestinationRow | None:
+    """Destination ``name`` of ``kind`` in ``mesh`` as ``view`` has it; None when it has not."""
+    state = view.destinations.service(kind, mesh, name)
+    status = status_of(view, kind, mesh, name)
+    if state is None or status is None:
+        return None
+    vips = [status["vip"]] if "vip" in status else status.get("vips", [])
+    ports: tuple[PortRow, ...]
+    endpoints: tuple[str, ...] = ()
+    if isinstance(state, ExternalServiceState):
+        ports = (PortRow(str(state.port), state.port, state.protocol, None),)
+        endpoints = tuple(f"{address}:{port}" for address, port in state.endpoints)
+    else:
+        ports = tuple(_port(port, kind) for port in state.ports)
+    return DestinationRow(
+        kind=kind,
+        name=name,
+        hostnames=tuple(dict.fromkeys(a["hostname"] for a in status.get("addresses", []))),
+        vip=vips[0]["ip"] if vips else None,
+        ports=ports,
+        conditions=tuple(_conditions(status.get("hostnameGenerators", []))),
+        dataplanes=_dataplanes(status.get("dataplaneProxies")) if kind == MESH_SERVICE else None,
+        endpoints=endpoints,
+        grouped=tuple(
+            f"{service['name']} ({service['zone']})" for service in status.get("meshServices", [])
+        ),
+    )
+
+
+def _port(port: ServicePort, kind: str) -> PortRow:
+    # A MeshService's port without a targetPort leads to the same port on its dataplanes.
+    target = None if kind == MESH_MULTIZONE_SERVICE else port.target_port or port.port
+    return PortRow(port.name, port.port, port.app_protocol, None if target is None else str(target))
+
+
+def _conditions(generators: Iterable[Mapping[str, Any]]) -> Iterable[ConditionRow]:
+    for generator in generators:
+        for condition in generator["conditions"]:
+            yield ConditionRow(
+                generator=generator["hostnameGeneratorRef"]["coreName"],
+                status=condition["status"],
+                reason=condition["reason"],
+                message=condition["message"],
+            )
+
+
+def _dataplanes(proxies: Mapping[str, int] | None) -> DataplaneProxies:
+    counts = proxies or {}  # the status leaves zeros out
+    return DataplaneProxies(total=counts.get("total", 0), healthy=counts.get("healthy", 0))

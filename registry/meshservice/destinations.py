@@ -112,6 +112,10 @@ class Destinations:
     def service(self, kind: str, mesh: str, name: str) -> ServiceState | None:
         return self._services.get((kind, mesh, name))
 
+    def names(self, kind: str, mesh: str) -> list[str]:
+        """The names of `mesh`'s resources of `kind`, sorted: what a listing walks."""
+        return sorted(self._by_kind.get((mesh, kind), ()))
+
     def vip(self, kind: str, mesh: str, name: str) -> IPv4Address | None:
         return self._vips.get((kind, mesh, name))
 
