@@ -36,6 +36,7 @@ from registry.agents.service_feed import ServiceFeed
 from registry.api.app import create_app
 from registry.api.prometheus_sd import prometheus_sd_router
 from registry.auth.authentication import Authenticator
+from registry.feed.compaction import Compactor, Window
 from registry.meshservice.generate import MeshServiceGenerator
 from registry.meshservice.status import status_of
 from registry.snapshot import Delta, Snapshot
@@ -122,7 +123,7 @@ async def serve(settings: Settings) -> None:
         zone=settings.zone,
         auth=Authenticator(engine, loopback_admin=settings.loopback_admin),
         known_services=known_services,
-        meshes_at=follower.view.meshes_at,
+        meshes_at=lambda address: follower.view.meshes_at(address),
         status_of=service_status,
     )
     app.include_router(prometheus_sd_router(store, settings.zone))
@@ -162,10 +163,16 @@ async def serve(settings: Settings) -> None:
 
     api_counts: dict[tuple[str, str, str], int] = {}
     app.add_middleware(ApiRequestCounts, counts=api_counts)
+    compactor = Compactor(
+        store,
+        Window(settings.change_log_revisions, settings.change_log_max_age),
+        settings.change_log_compact_interval,
+    )
     collector = ServeCollector(
         dns=dns,
         handler=handler,
         follower=follower,
+        compactor=compactor,
         api_counts=api_counts,
         version=__version__,
         mode=settings.mode,
@@ -198,6 +205,7 @@ async def serve(settings: Settings) -> None:
         asyncio.create_task(liveness.run(), name="liveness") if settings.mode != "global" else None
     )
     notify_task = asyncio.create_task(notifier.run()) if notifier is not None else None
+    compact_task = asyncio.create_task(compactor.run(), name="change-log-compaction")
     # Kuma's MeshService generation runs where dataplanes are served: not on global.
     generator = None
     if settings.mode != "global":
@@ -247,6 +255,7 @@ async def serve(settings: Settings) -> None:
         if generator is not None:
             await generator.stop()
         follow_task.cancel()
+        compact_task.cancel()
         if notify_task is not None:
             notify_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

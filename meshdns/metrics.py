@@ -34,6 +34,7 @@ from dnsserver.counters import LATENCY_BUCKETS, DnsCounters, by_label
 from dnsserver.handler import Handler
 from dnsserver.server import DnsServer
 from registry.errors import RegistryError
+from registry.feed.compaction import Compactor
 from registry.feed.follower import RegistryFollower
 
 Scope = MutableMapping[str, Any]
@@ -83,6 +84,7 @@ class ServeCollector(Collector):
         dns: DnsServer,
         handler: Handler,
         follower: RegistryFollower,
+        compactor: Compactor | None = None,
         api_counts: dict[tuple[str, str, str], int],
         version: str,
         mode: str,
@@ -90,6 +92,7 @@ class ServeCollector(Collector):
     ) -> None:
         self._dns = dns
         self._handler = handler
+        self._compactor = compactor
         self._follower = follower
         self._api_counts = api_counts
         self._info = {
@@ -136,6 +139,21 @@ class ServeCollector(Collector):
             "logged once)",
             value=follower.unreadable_rows,
         )
+        if self._compactor is not None:
+            yield CounterMetricFamily(
+                "meshdns_changes_compacted",
+                "changes deleted from the change log by this process's compactions",
+                value=self._compactor.removed,
+            )
+        reloads = CounterMetricFamily(
+            "meshdns_feed_reloads",
+            "full reads of the registry forced because the change log could not say what "
+            "followed the snapshot (reason: compacted, ahead, diverged)",
+            labels=["reason"],
+        )
+        for reason in ("compacted", "ahead", "diverged"):
+            reloads.add_metric([reason], follower.reloads.get(reason, 0))
+        yield reloads
         yield GaugeMetricFamily(
             "meshdns_feed_connected",
             "1 while the change feed reads the database",

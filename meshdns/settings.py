@@ -157,6 +157,27 @@ class Settings:
         "SQLAlchemy URL of the registry: sqlite+aiosqlite:///FILE or postgresql+asyncpg://...",
         commands=_DATABASE,
     )
+    change_log_revisions: int = option(
+        100_000,
+        "Revisions the change log keeps; older changes are compacted away, and a reader "
+        "(DNS process, replica, sync worker) that falls further behind reads the registry "
+        "whole again.",
+        commands=(SERVE,),
+        type=click.IntRange(1),
+    )
+    change_log_max_age: float = option(
+        604800.0,
+        "Seconds the change log keeps a change at most, within --change-log-revisions "
+        "(7 days); 0: no age limit.",
+        commands=(SERVE,),
+        type=click.FloatRange(0),
+    )
+    change_log_compact_interval: float = option(
+        30.0,
+        "Seconds between compactions of the change log.",
+        commands=(SERVE,),
+        type=click.FloatRange(0.1),
+    )
     # -- the DNS server ----------------------------------------------------------------
     dns_address: str = option(
         "127.0.0.1", "Address the DNS server listens on (UDP and TCP).", commands=_SERVE_AND_EXPORT

@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, text, update
@@ -98,17 +98,91 @@ async def record_changes(
     return last
 
 
-async def read_changes(connection: AsyncConnection, after: int, limit: int) -> list[Change]:
-    """The changes after revision `after`, oldest first, at most `limit` of them."""
-    rows = await connection.execute(
-        select(
-            ChangeRow.revision, ChangeRow.kind, ChangeRow.mesh, ChangeRow.name, ChangeRow.deleted
+class FeedGap(Exception):
+    """The log does not hold what follows a reader's cursor, so following it would miss
+    changes: a reader must read the registry whole again (a follower reloads, a sync
+    worker resyncs).
+
+    ``reason`` is one of
+    - ``compacted``: the changes after the cursor were compacted away (the reader fell
+      behind the kept window, or started late on an old registry);
+    - ``ahead``: the cursor is past the registry's revision: the database lost revisions
+      the reader saw (a failover to a standby that lagged, a restore of an older copy);
+    - ``diverged``: the change at the cursor is not the one the reader saw (the same, after
+      the database went on writing new revisions with the old numbers).
+    """
+
+    def __init__(self, reason: str, after: int, head: int) -> None:
+        self.reason = reason
+        self.after = after
+        self.head = head
+        super().__init__(
+            {
+                "compacted": f"the changes after revision {after} are no longer kept "
+                f"(the registry is at {head})",
+                "ahead": f"revision {after} is past the registry's revision {head}: "
+                "the database lost revisions",
+                "diverged": f"the change at revision {after} is not the one read before: "
+                "the database lost revisions and numbered new ones alike",
+            }[reason]
         )
-        .where(ChangeRow.revision > after)
-        .order_by(ChangeRow.revision)
-        .limit(limit)
+
+
+async def read_head(connection: AsyncConnection) -> int:
+    """The registry's revision: its last committed change's."""
+    head = await connection.scalar(
+        select(RegistryStateRow.revision).where(RegistryStateRow.id == 1)
     )
-    return [Change(row[0], row[1], row[2], row[3], bool(row[4])) for row in rows]
+    return int(head or 0)
+
+
+async def read_changes(
+    connection: AsyncConnection, after: int, limit: int, mark: datetime | None = None
+) -> list[Change]:
+    """The changes after revision `after`, oldest first, at most `limit` of them.
+
+    Raises FeedGap when they do not follow on from `after` (see there); `mark`, the commit
+    time of the change at `after` as the reader saw it, also catches a diverged one. The
+    registry's revision is read first, so the check holds at any isolation level: every
+    change up to it is committed, and stays visible unless compacted away.
+    """
+    head = await read_head(connection)
+    rows = (
+        await connection.execute(
+            select(
+                ChangeRow.revision,
+                ChangeRow.kind,
+                ChangeRow.mesh,
+                ChangeRow.name,
+                ChangeRow.deleted,
+                ChangeRow.committed_at,
+            )
+            .where(ChangeRow.revision >= after)
+            .order_by(ChangeRow.revision)
+            .limit(limit + 1)
+        )
+    ).all()
+    if rows and rows[0][0] == after:
+        # The change at the cursor is still kept: it must be the one the reader saw.
+        if mark is not None and _instant(rows[0][5]) != _instant(mark):
+            raise FeedGap("diverged", after, head)
+        rows = rows[1:]
+    changes = [
+        Change(row[0], row[1], row[2], row[3], bool(row[4]), committed_at=row[5])
+        for row in rows[:limit]
+    ]
+    if changes and changes[0].revision == after + 1:
+        return changes
+    if not changes and head <= after:
+        if head < after:
+            raise FeedGap("ahead", after, head)
+        return []
+    raise FeedGap("compacted", after, head)
+
+
+def _instant(when: datetime) -> datetime:
+    """`when` comparable whichever way the database handed it back (SQLite: naive UTC)."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 class Listener:

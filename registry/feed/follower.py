@@ -3,6 +3,8 @@
 Cold start reads the whole registry once; after that only the changes, each batch
 applied to a RegistryView and published as a new immutable snapshot with its Delta.
 The reader is woken by NOTIFY (Postgres), by writes made in this process, and by a poll.
+When the log cannot say what followed the cursor (compacted away, or lost by the database
+in a failover: FeedGap), the follower reads the registry whole again and publishes that.
 While the database is unreachable the last snapshot stays published: readers keep
 answering from it, and the follower retries with backoff and catches up from its cursor.
 """
@@ -14,12 +16,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection
+from datetime import datetime
 
 from sqlalchemy.engine import make_url
 
 from registry.errors import DatabaseUnavailable
 from registry.feed.backoff import Backoff
-from registry.feed.changes import Listener
+from registry.feed.changes import FeedGap, Listener
 from registry.feed.states import FeedBatch, UnreadableRow
 from registry.feed.view import RegistryView
 from registry.snapshot import Delta, Snapshot
@@ -51,8 +54,12 @@ class RegistryFollower:
         self.store = store
         self.publish = publish
         self.poll_interval = poll_interval or POLL_INTERVAL.get(backend, 1.0)
-        self.view = RegistryView(local_zone)
+        self.local_zone = local_zone
+        self.view = RegistryView(local_zone)  # replaced at a reload: look it up each time
         self.revision: int | None = None  # the feed cursor: last revision applied
+        self._mark: datetime | None = None  # the commit time of the change at the cursor
+        # Full reloads forced by the feed (FeedGap), by reason: meshdns_feed_reloads_total.
+        self.reloads: dict[str, int] = {}
         self.connected = False
         # When the snapshot was last known to hold everything committed (monotonic clock).
         self.current_at: float | None = None
@@ -100,9 +107,12 @@ class RegistryFollower:
                 await asyncio.wait_for(self._progress.wait(), remaining)
         return True
 
-    async def load(self) -> None:
-        """Read the whole registry and publish it: the cold start."""
+    async def load(self, *, fresh: bool = False) -> None:
+        """Read the whole registry and publish it: the cold start (`fresh`: a reload, into
+        a new view: what the old one held may be gone from the database)."""
         state = await self.store.read_all()
+        if fresh:
+            self.view = RegistryView(self.local_zone)
         self._apply(state, full=True)
         self.current_at = time.monotonic()
         self.connected = True
@@ -114,7 +124,13 @@ class RegistryFollower:
             return 0
         applied = 0
         while True:
-            batch = await self.store.read_feed(self.revision)
+            try:
+                batch = await self.store.read_feed(self.revision, mark=self._mark)
+            except FeedGap as gap:
+                self.reloads[gap.reason] = self.reloads.get(gap.reason, 0) + 1
+                log.warning("%s; reading the registry whole again", gap)
+                await self.load(fresh=True)
+                return applied
             if batch is None:
                 self.current_at = time.monotonic()
                 return applied
@@ -132,6 +148,7 @@ class RegistryFollower:
             if full or any(change.kind in kinds for change in batch.changes):
                 callback(None if full else delta)
         self.revision = batch.revision
+        self._mark = batch.mark
         self.last_apply_seconds = time.perf_counter() - started
         self._progress.set()
         self._progress = asyncio.Event()

@@ -15,6 +15,7 @@ a lost database.
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 
 from sqlalchemy import select, tuple_
@@ -48,6 +49,7 @@ from registry.meshservice.states import (
 )
 from registry.models import (
     LEGACY_VIP_KIND,
+    ChangeRow,
     IngressServiceRow,
     MeshRow,
     RegistryStateRow,
@@ -206,11 +208,17 @@ async def read_all(connection: AsyncConnection) -> FeedBatch:
         service_vips=dict(await read_service_vips(connection)),
         generators=dict(await read_generators(connection, unreadable=unreadable)),
         unreadable=tuple(unreadable),
+        mark=await connection.scalar(
+            select(ChangeRow.committed_at).where(ChangeRow.revision == revision)
+        ),
     )
 
 
 async def read_batch(
-    connection: AsyncConnection, after: int, limit: int = FEED_BATCH
+    connection: AsyncConnection,
+    after: int,
+    limit: int = FEED_BATCH,
+    mark: datetime | None = None,
 ) -> FeedBatch | None:
     """The changes after `after` and the current state of everything they touch.
 
@@ -220,7 +228,7 @@ async def read_batch(
     changed MeshService selects by tags other than kuma.io/service or by labels, which
     the cold load may not have read.
     """
-    changes = await read_changes(connection, after, limit)
+    changes = await read_changes(connection, after, limit, mark)
     if not changes:
         return None
     mesh_names = {change.mesh for change in changes if change.kind == "Mesh"}
@@ -275,4 +283,5 @@ async def read_batch(
         service_vips={key: service_vips.get(key) for key in service_keys},
         generators={name: generators.get(name) for name in generator_names},
         unreadable=tuple(unreadable),
+        mark=changes[-1].committed_at,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 
 from registry.meshservice.states import (
@@ -34,6 +35,9 @@ class Change:
     mesh: str
     name: str
     deleted: bool = False
+    # When it was committed, as stored: with the revision, what tells this change from
+    # another numbered alike by a database that lost it (see FeedGap).
+    committed_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,3 +171,6 @@ class FeedBatch:
     generators: dict[str, GeneratorState | None] = field(default_factory=dict)
     # Rows left out because they could not be read (each taken as gone).
     unreadable: tuple[UnreadableRow, ...] = ()
+    # The commit time of the change at ``revision`` (None: not known, e.g. compacted):
+    # a reader hands it back with its next read, which checks it is still that change.
+    mark: datetime | None = None

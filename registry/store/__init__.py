@@ -247,11 +247,14 @@ class Store:
         async with self.reading() as connection:
             return await read_all(connection)
 
-    async def read_feed(self, after: int, limit: int = FEED_BATCH) -> FeedBatch | None:
+    async def read_feed(
+        self, after: int, limit: int = FEED_BATCH, mark: datetime | None = None
+    ) -> FeedBatch | None:
         """The next changes after revision `after` and the current state of what they touch;
-        None when there are none."""
+        None when there are none. Raises FeedGap when the log cannot say what followed
+        `after` (`mark`: the commit time of the change at `after`, as the reader saw it)."""
         async with self.reading() as connection:
-            return await read_batch(connection, after, limit)
+            return await read_batch(connection, after, limit, mark)
 
 
 __all__ = [
