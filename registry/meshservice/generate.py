@@ -212,21 +212,23 @@ class MeshServiceGenerator:
         connection = transaction.connection
         meshes = {mesh: (mesh_id, mode) for mesh_id, mesh, mode in await _meshes(connection)}
         wrote: list[Action] = []
-        for mesh, name in keys:
-            if mesh not in meshes:
-                continue
+        for mesh in sorted({mesh for mesh, _ in keys} & meshes.keys()):
             mesh_id, mode = meshes[mesh]
-            existing = (await _mesh_services(connection, mesh_id, [name])).get(name)
-            desired = None
+            names = sorted(name for m, name in keys if m == mesh)
+            # Read for all of them at once: a read per MeshService made a pass over a large
+            # registry take a query per service.
+            existing = await _mesh_services(connection, mesh_id, names)
+            desired = {}
             if mode != MESH_SERVICES_DISABLED:
-                desired = (await self._desired(connection, mesh_id, mesh, [name])).get(name)
-            action = self._decide(mesh, name, mode, existing, desired, now)
-            if isinstance(action, MeshService):
-                await self.store.put_in(transaction, action)
-            elif action is not None:
-                await self.store.delete_in(transaction, MESH_SERVICE, mesh, name)
-            if action is not None:
-                wrote.append(action)
+                desired = await self._desired(connection, mesh_id, mesh, names)
+            for name in names:
+                action = self._decide(mesh, name, mode, existing.get(name), desired.get(name), now)
+                if isinstance(action, MeshService):
+                    await self.store.put_in(transaction, action)
+                elif action is not None:
+                    await self.store.delete_in(transaction, MESH_SERVICE, mesh, name)
+                if action is not None:
+                    wrote.append(action)
         if not wrote:
             raise Unchanged
         return wrote
