@@ -62,6 +62,15 @@ class SyncCollector(Collector):
         )
         errors.add_metric([zone], stats.errors)
         yield errors
+        resyncs = CounterMetricFamily(
+            "meshdns_sync_resyncs",
+            "whole replications, by zone and direction, because the source's change log no "
+            "longer held what followed the cursor (compacted, or lost in a failover)",
+            labels=["zone", "direction"],
+        )
+        for direction, count in self._worker.resyncs.items():
+            resyncs.add_metric([zone, direction], count)
+        yield resyncs
         if stats.lag is not None:
             lag = GaugeMetricFamily(
                 "meshdns_sync_lag_revisions",

@@ -53,6 +53,10 @@ class ResourceCopier:
         # A start compares everything once.
         self.due: set[Sweep] = {(kind, None) for kind in direction.kinds}
 
+    def sweep_all(self) -> None:
+        """Compare everything at the next sweep (the source's log lost track of changes)."""
+        self.due |= {(kind, None) for kind in self.direction.kinds}
+
     def sweeping(self, changes: Iterable[Change], caught_up: bool) -> bool:
         """Whether this batch sweeps: it is the last of a catch-up and a sweep is due."""
         self.due |= {(kind, None) for kind in self.direction.sweeps({c.kind for c in changes})}

@@ -4,13 +4,14 @@ and of Kuma's service model the other zones' MeshServices and what was created o
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.feed.changes import read_changes
+from registry.feed.changes import FeedGap, read_changes
 from registry.feed.states import Change
 from registry.models import MeshRow, TrafficPermissionRow, ZoneIngressRow, ZoneRow
 from registry.schema import Mesh, TrafficPermission, ZoneIngress
@@ -21,6 +22,8 @@ from registry.sync.reports import PULL, BatchReport
 from registry.sync.service_model import GlobalToZoneKinds
 from registry.write_rules import Origin
 
+log = logging.getLogger("meshdns.sync")
+
 
 @dataclass(frozen=True, slots=True)
 class _GlobalState:
@@ -30,6 +33,8 @@ class _GlobalState:
     gone_permissions: set[tuple[str, str]]
     ingresses: dict[str, ZoneIngress]
     gone_ingresses: set[str]
+    # A resync: everything global holds was read, so what the zone holds of it beyond is gone.
+    whole: bool = False
 
 
 class GlobalToZone:
@@ -41,6 +46,7 @@ class GlobalToZone:
         self.global_store = global_store
         self.batch = batch
         self._copies = ResourceCopier(GlobalToZoneKinds(zone), zone_store)
+        self.resyncs = 0  # whole replications global's compacted log called for
 
     async def step(self) -> BatchReport | None:
         """Replicate the next batch of global's changes to the zone; None when caught up."""
@@ -48,13 +54,23 @@ class GlobalToZone:
         async with self.zone_store.reading() as connection:
             cursor = await read_cursor(connection, GLOBAL_SOURCE)
         async with self.global_store.reading() as connection:
-            changes = await read_changes(connection, cursor, self.batch)
-            sweep = self._copies.sweeping(changes, len(changes) < self.batch)
-            if not changes and not sweep:
+            try:
+                changes = await read_changes(connection, cursor, self.batch)
+                whole = None
+            except FeedGap as gap:
+                # Global's log no longer says what changed since the cursor: take what the
+                # zone takes of global whole, as of its revision now, and sweep the copies.
+                log.warning("zone %s: global's %s; replicating global whole", self.zone, gap)
+                whole, changes = gap.head, []
+                self._copies.sweep_all()
+                self.resyncs += 1
+            sweep = self._copies.sweeping(changes, whole is not None or len(changes) < self.batch)
+            if not changes and not sweep and whole is None:
                 return None
-            state = await self._read_global(connection, changes)
+            state = await self._read_global(connection, changes, whole=whole is not None)
             carried = await self._copies.read(connection, changes, sweep)
-        report = BatchReport(PULL, len(changes), changes[-1].revision if changes else cursor)
+        revision = whole if whole is not None else changes[-1].revision if changes else cursor
+        report = BatchReport(PULL, len(changes), revision)
         try:
             async with self.zone_store.writing(Origin.REPLICATION) as transaction:
                 if await read_cursor(transaction.connection, GLOBAL_SOURCE) != cursor:
@@ -71,12 +87,23 @@ class GlobalToZone:
         return report
 
     async def _read_global(
-        self, connection: AsyncConnection, changes: list[Change]
+        self, connection: AsyncConnection, changes: list[Change], whole: bool = False
     ) -> _GlobalState:
         mesh_names = {c.mesh for c in changes if c.kind == "Mesh"}
         permission_keys = {(c.mesh, c.name) for c in changes if c.kind == "TrafficPermission"}
         ingress_names = {c.name for c in changes if c.kind == "ZoneIngress"}
         zone_names = {c.name for c in changes if c.kind == "Zone"}
+        if whole:
+            mesh_names = set(await connection.scalars(select(MeshRow.name)))
+            permission_keys = {
+                (mesh, name)
+                for mesh, name in await connection.execute(
+                    select(MeshRow.name, TrafficPermissionRow.name).join(
+                        MeshRow, MeshRow.id == TrafficPermissionRow.mesh_id
+                    )
+                )
+            }
+            ingress_names = set(await connection.scalars(select(ZoneIngressRow.name)))
         meshes = {
             name: Mesh.model_validate(spec)
             for name, spec in await connection.execute(
@@ -122,10 +149,13 @@ class GlobalToZone:
             gone_permissions=permission_keys - permissions.keys(),
             ingresses=visible,
             gone_ingresses=ingress_names - visible.keys(),
+            whole=whole,
         )
 
     async def _write_zone(self, transaction: Transaction, state: _GlobalState) -> dict[str, int]:
         store = self.zone_store
+        if state.whole:
+            state = await self._beyond(transaction.connection, state)
         for mesh_name in sorted(state.meshes):
             await store.put_in(transaction, state.meshes[mesh_name])
         for mesh_name in sorted(state.gone_meshes):
@@ -150,3 +180,29 @@ class GlobalToZone:
             "ingresses": len(state.ingresses),
             "ingresses deleted": len(state.gone_ingresses),
         }
+
+    async def _beyond(self, connection: AsyncConnection, state: _GlobalState) -> _GlobalState:
+        """`state`, read whole from global, with what the zone holds of global's beyond it
+        taken as gone: meshes, traffic permissions, other zones' ingresses."""
+        meshes = set(await connection.scalars(select(MeshRow.name)))
+        permissions = {
+            (mesh, name)
+            for mesh, name in await connection.execute(
+                select(MeshRow.name, TrafficPermissionRow.name).join(
+                    MeshRow, MeshRow.id == TrafficPermissionRow.mesh_id
+                )
+            )
+        }
+        ingresses = set(
+            await connection.scalars(
+                select(ZoneIngressRow.name).where(
+                    ZoneIngressRow.zone.is_not(None), ZoneIngressRow.zone != self.zone
+                )
+            )
+        )
+        return replace(
+            state,
+            gone_meshes=state.gone_meshes | (meshes - state.meshes.keys()),
+            gone_permissions=state.gone_permissions | (permissions - state.permissions.keys()),
+            gone_ingresses=state.gone_ingresses | (ingresses - state.ingresses.keys()),
+        )

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.feed.changes import read_changes
+from registry.feed.changes import FeedGap, read_changes
 from registry.feed.states import Change
 from registry.models import (
     ChangeRow,
@@ -61,6 +61,8 @@ class _ZoneState:
     egresses: dict[str, ZoneEgress]
     gone_egresses: set[str]
     offered: tuple[AvailableService, ...] | None
+    # A resync: everything of the zone was read, so what global holds of it beyond is gone.
+    whole: bool = False
 
 
 class ZoneToGlobal:
@@ -75,6 +77,7 @@ class ZoneToGlobal:
         # may have moved the cursor past dataplane changes without recomputing them).
         self._offer_due = True
         self._copies = ResourceCopier(ZoneToGlobalKinds(zone), global_store)
+        self.resyncs = 0  # whole replications the zone's compacted log called for
 
     async def step(self) -> BatchReport | None:
         """Replicate the next batch of the zone's changes to global; None when caught up."""
@@ -83,16 +86,28 @@ class ZoneToGlobal:
         async with self.global_store.reading() as connection:
             cursor = await read_cursor(connection, source)
         async with self.zone_store.reading() as connection:
-            changes = await read_changes(connection, cursor, self.batch)
-            caught_up = len(changes) < self.batch
+            try:
+                changes = await read_changes(connection, cursor, self.batch)
+                whole = None
+            except FeedGap as gap:
+                # The zone's log no longer says what changed since the cursor: replicate
+                # the zone whole, as of its revision now, and sweep every copied kind.
+                log.warning("zone %s: %s; replicating the zone whole", self.zone, gap)
+                whole, changes = gap.head, []
+                self._copies.sweep_all()
+                self.resyncs += 1
+            caught_up = whole is not None or len(changes) < self.batch
             kinds = {change.kind for change in changes}
-            offer = caught_up and (self._offer_due or bool(kinds & {"Dataplane", "ZoneIngress"}))
+            offer = caught_up and (
+                self._offer_due or whole is not None or bool(kinds & {"Dataplane", "ZoneIngress"})
+            )
             sweep = self._copies.sweeping(changes, caught_up)
             if not changes and not offer and not sweep:
                 return None
-            state = await self._read_zone(connection, changes, offer)
+            state = await self._read_zone(connection, changes, offer, whole=whole is not None)
             carried = await self._copies.read(connection, changes, sweep)
-        report = BatchReport(PUSH, len(changes), changes[-1].revision if changes else cursor)
+        revision = whole if whole is not None else changes[-1].revision if changes else cursor
+        report = BatchReport(PUSH, len(changes), revision)
         try:
             async with self.global_store.writing(Origin.REPLICATION) as transaction:
                 if await read_cursor(transaction.connection, source) != cursor:
@@ -109,21 +124,27 @@ class ZoneToGlobal:
         return report
 
     async def _read_zone(
-        self, connection: AsyncConnection, changes: list[Change], offer: bool
+        self, connection: AsyncConnection, changes: list[Change], offer: bool, whole: bool
     ) -> _ZoneState:
         keys = {(c.mesh, c.name) for c in changes if c.kind == "Dataplane"}
         ingress_names = {c.name for c in changes if c.kind == "ZoneIngress"}
         egress_names = {c.name for c in changes if c.kind == "ZoneEgress"}
-        dataplanes = (
-            await _read_dataplanes(connection, changes[0].revision - 1, changes[-1].revision)
-            if keys
-            else {}
-        )
+        if whole:
+            dataplanes = await _read_all_dataplanes(connection)
+            keys = set(dataplanes)
+        elif keys:
+            dataplanes = await _read_dataplanes(
+                connection, changes[0].revision - 1, changes[-1].revision
+            )
+        else:
+            dataplanes = {}
         # With the offer recomputed, all of them, with what they offer now.
         ingresses = await _read_own(
             connection, ZoneIngressRow, ZoneIngress, None if offer else ingress_names, self.zone
         )
-        egresses = await _read_own(connection, ZoneEgressRow, ZoneEgress, egress_names, self.zone)
+        egresses = await _read_own(
+            connection, ZoneEgressRow, ZoneEgress, None if whole else egress_names, self.zone
+        )
         offered = await _offered_services(connection) if offer else None
         return _ZoneState(
             dataplanes=dataplanes,
@@ -133,6 +154,7 @@ class ZoneToGlobal:
             egresses=egresses,
             gone_egresses=egress_names - egresses.keys(),
             offered=offered,
+            whole=whole,
         )
 
     async def _write_global(self, transaction: Transaction, state: _ZoneState) -> dict[str, int]:
@@ -156,6 +178,10 @@ class ZoneToGlobal:
             dataplane = replica.dataplane.model_copy(update={"name": renamed, "labels": labels})
             replicas.append(Replica(dataplane, replica.online))
         gone = {(mesh, global_name(zone, name)) for mesh, name in state.gone_dataplanes}
+        if state.whole:
+            # Every dataplane of the zone was read: any other of its replicas is gone.
+            kept = {(replica.dataplane.mesh, replica.dataplane.name) for replica in replicas}
+            gone |= await _replicas_of(connection, zone) - kept
         await self.global_store.put_dataplanes(transaction, replicas)
         await self.global_store.delete_dataplanes(transaction, gone)
 
@@ -188,6 +214,13 @@ class ZoneToGlobal:
                 )
             )
             gone_others += [("ZoneIngress", name) for name in stale]
+        if state.whole:
+            stale = await connection.scalars(
+                select(ZoneEgressRow.name).where(
+                    ZoneEgressRow.zone == zone, ZoneEgressRow.name.not_in(list(egresses))
+                )
+            )
+            gone_others += [("ZoneEgress", name) for name in stale]
         for kind, name in gone_others:
             await self.global_store.delete_in(transaction, kind, "", name)
         return written
@@ -242,6 +275,32 @@ async def _read_dataplanes(
         )
         for mesh, name, spec, online in rows
     }
+
+
+async def _read_all_dataplanes(connection: AsyncConnection) -> dict[tuple[str, str], Replica]:
+    """Every dataplane of the zone's own (not replicated into it), with liveness."""
+    rows = await connection.execute(
+        select(MeshRow.name, DataplaneRow.name, DataplaneRow.spec, DataplaneInsightRow.online)
+        .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
+        .outerjoin(DataplaneInsightRow, DataplaneInsightRow.dataplane_id == DataplaneRow.id)
+        .where(DataplaneRow.zone.is_(None))
+    )
+    return {
+        (mesh, name): Replica(
+            Dataplane.model_validate(spec), None if online is None else bool(online)
+        )
+        for mesh, name, spec, online in rows
+    }
+
+
+async def _replicas_of(connection: AsyncConnection, zone: str) -> set[tuple[str, str]]:
+    """The (mesh, name) of the dataplanes global holds of `zone`."""
+    rows = await connection.execute(
+        select(MeshRow.name, DataplaneRow.name)
+        .join(MeshRow, MeshRow.id == DataplaneRow.mesh_id)
+        .where(DataplaneRow.zone == zone)
+    )
+    return {(mesh, name) for mesh, name in rows}
 
 
 async def _read_own(

@@ -54,6 +54,11 @@ class SyncWorker:
         self._last_contact = 0.0
         self.stats = SyncStats()
 
+    @property
+    def resyncs(self) -> dict[str, int]:
+        """Whole replications, by direction, that a compacted log called for."""
+        return {"push": self._push.resyncs, "pull": self._pull.resyncs}
+
     async def lag(self) -> dict[str, int]:
         """Revisions of each source not yet replicated, by direction: its newest revision
         less the cursor in the target."""
