@@ -30,7 +30,7 @@ TOKEN_COMMANDS = (
     "token keys",
     "token delete-key",
 )
-CLIENT_COMMANDS = ("apply", "get", "delete")
+CLIENT_COMMANDS = ("apply", "get", "delete", "export")
 COMMANDS = frozenset({SERVE, MIGRATE, SYNC, EXPORT_ZONE, DP_RUN, *TOKEN_COMMANDS, *CLIENT_COMMANDS})
 
 # --allow-recursion words: every registered dataplane address; nobody at all.

@@ -21,6 +21,7 @@ from meshdns.settings import ENV_PREFIX, Settings
 from registry.documents import DocumentError, load_yaml_documents
 from registry.errors import InvalidResource
 from registry.schema import parse_resource, resource_name_problem
+from registry.schema.vips import VIRTUAL_IPS, parse_virtual_ips
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,10 @@ def apply(source: str, settings: Settings) -> None:
     problems = []
     for index, document in enumerate(documents):
         try:
-            parse_resource(document)
+            if isinstance(document, dict) and document.get("type") == VIRTUAL_IPS:
+                parse_virtual_ips(document)  # an export's VIPs (meshdns export)
+            else:
+                parse_resource(document)
         except InvalidResource as error:
             problems += [
                 f"{_describe(index, document)}: {cause.field}: {cause.message}"

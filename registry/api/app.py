@@ -61,7 +61,7 @@ def create_app(
     app.add_middleware(BodyLimit)
     app.state.guard = guard
     add_error_handlers(app)
-    app.include_router(probes_router(version, ready))
+    app.include_router(probes_router(version, ready, mode=store.mode, zone=zone))
     app.include_router(meshes_router(store, writes))
     app.include_router(dataplanes_router(store, guard, writes, zone))
     app.include_router(apply_router(store, guard, writes))

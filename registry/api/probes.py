@@ -12,13 +12,24 @@ from fastapi.responses import JSONResponse
 from registry.auth.scopes import Scope, requires
 
 
-def probes_router(version: str, ready: Callable[[], dict[str, Any]] | None = None) -> APIRouter:
-    """The routes above; `ready` says whether the server is ready (None: always)."""
+def probes_router(
+    version: str,
+    ready: Callable[[], dict[str, Any]] | None = None,
+    *,
+    mode: str = "standalone",
+    zone: str | None = None,
+) -> APIRouter:
+    """The routes above; `ready` says whether the server is ready (None: always). The
+    index says the control plane's mode (and zone), as Kuma's `GET /config` does: what
+    `meshdns export` keeps depends on it."""
     router = APIRouter()
 
     @router.get("/")
     async def index() -> dict[str, Any]:
-        return {"tagline": "meshdns", "version": version}
+        found: dict[str, Any] = {"tagline": "meshdns", "version": version, "mode": mode}
+        if zone is not None:
+            found["zone"] = zone
+        return found
 
     @router.get("/healthz")
     @requires(Scope.PUBLIC)

@@ -107,6 +107,11 @@ class Guard:
         if mesh is not None and mesh != identity.mesh:
             raise Forbidden(f'{identity} may not act in mesh "{mesh}"')
 
+    def require_admin(self, identity: Identity, action: str) -> None:
+        """Only an admin may `action` (say, restore VIPs: they outlive any one resource)."""
+        if not identity.is_admin:
+            raise Forbidden(f"{identity} may not {action}: only an admin token may")
+
     async def check_put(self, identity: Identity, resource: Resource, where: str = "") -> None:
         """May `identity` create or replace `resource` (and whatever it replaces)?"""
         if identity.is_admin:

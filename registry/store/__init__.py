@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from registry.errors import Cause, InvalidResource, NotFound
 from registry.feed.reader import FEED_BATCH, read_all, read_batch, read_revision
-from registry.feed.states import FeedBatch
+from registry.feed.states import FeedBatch, Vip
 from registry.feed.view import RegistryView
 from registry.models import MeshRow, ZoneRow
 from registry.schema import Mesh, Resource, Zone, answered_addresses
+from registry.schema.vips import VirtualIPs
 from registry.snapshot import Snapshot
 from registry.store import listing, summaries, transactions, writes
 from registry.store.bulk import Replica
@@ -29,7 +30,7 @@ from registry.store.kept_whole import missing
 from registry.store.listing import Page, Stored
 from registry.store.summaries import ServiceSummary
 from registry.store.transactions import Transaction, Unchanged
-from registry.store.vips import VipSettings, vip_range_causes
+from registry.store.vips import VipSettings, reserve_vip, vip_range_causes
 from registry.write_rules import GLOBAL, MODES, STANDALONE, Origin
 
 
@@ -174,6 +175,25 @@ class Store:
             await transaction.connection.execute(
                 update(ZoneRow).where(ZoneRow.name == name).values(last_seen=now)
             )
+
+    async def reserve_vips(self, transaction: Transaction, recorded: VirtualIPs) -> int:
+        """Record an export's VIPs of a mesh for its services to take back (see
+        `reserve_vip`); how many were recorded. None where this store allocates no VIPs."""
+        settings = self._allocating
+        if settings is None:
+            return 0
+        kept = 0
+        for vip in recorded.vips:
+            kept += await reserve_vip(
+                transaction.connection,
+                vip.kind,
+                recorded.mesh,
+                vip.service,
+                Vip(vip.ip, vip.ip6),
+                settings,
+                transaction.now,
+            )
+        return kept
 
     def check_addresses(self, resource: Resource, where: str = "") -> None:
         """Refuse (400) a resource answered at an address inside this registry's VIP ranges

@@ -364,3 +364,49 @@ __all__ = [
     "usable_range",
     "vip_range_causes",
 ]
+
+
+async def reserve_vip(
+    connection: AsyncConnection,
+    kind: str,
+    mesh: str,
+    service: str,
+    vip: Vip,
+    settings: VipSettings,
+    now: datetime,
+) -> bool:
+    """Record `vip` as the one (kind, mesh, service) comes back to (a restore of an
+    export): a released row, which the service takes back when next served (as after any
+    release) and which the quarantine keeps from every other service meanwhile. Nothing
+    is recorded when the service already has a row, or the address is outside the kind's
+    range or held by another row; whether it was."""
+    address = int(vip.address)
+    if not any(first <= address <= last for first, last in settings.spans(kind)):
+        return False
+    if vip.address6 is not None and (
+        not _wants6(kind, settings) or settings.cidr6 is None or vip.address6 not in settings.cidr6
+    ):
+        vip = Vip(vip.address)
+    taken = [VipRow.address == address]
+    if vip.address6 is not None:
+        taken.append(VipRow.address6 == encode6(vip.address6))
+    if await connection.scalar(select(VipRow.id).where(or_(*taken)).limit(1)) is not None:
+        return False
+    if await _current(connection, kind, mesh, service) is not None:
+        return False
+    try:
+        async with connection.begin_nested():
+            await connection.execute(
+                insert(VipRow).values(
+                    address=address,
+                    address6=encode6(vip.address6) if vip.address6 is not None else None,
+                    kind=kind,
+                    mesh=mesh,
+                    service=service,
+                    allocated_at=now,
+                    released_at=now,
+                )
+            )
+    except IntegrityError:
+        return False  # another writer took the address or the service in the meantime
+    return True
