@@ -155,3 +155,19 @@ async def test_a_path_name_no_resource_can_have_is_refused(client, default_mesh,
         [cause] = response.json()["causes"]
         assert cause["field"] in ("mesh", "name")
     assert (await client.get("/meshes/default")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("mesh_services", "message"),
+    [
+        ({"mode": "Sometimes"}, "must be one of Disabled, Everywhere"),
+        ({"mode": "everywhere"}, "must be one of"),
+        ({"modes": "Everywhere"}, "unknown field 'modes'"),
+    ],
+)
+async def test_a_mesh_services_mode_kuma_has_not_is_refused(client, mesh_services, message):
+    answer = await client.put("/meshes/odd", json=mesh("odd", meshServices=mesh_services))
+    assert answer.status_code == 400, answer.text
+    [cause] = answer.json()["causes"]
+    assert cause["field"] == "meshServices" and message in cause["message"]
+    assert (await client.get("/meshes/odd")).status_code == 404
