@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from registry.schema import Dataplane
+
+
+def inbound(
+    service: str,
+    port: int = 8080,
+    *,
+    tags: dict[str, str] | None = None,
+    ready: bool | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """An inbound of `service` on `port`, with `tags` besides ``kuma.io/service``, with
+    ``health: {ready}`` when `ready` is given, and any other `fields` (``name``,
+    ``address``...)."""
+    document: dict[str, Any] = {
+        "port": port,
+        "tags": {"kuma.io/service": service, **(tags or {})},
+        **fields,
+    }
+    if ready is not None:
+        document["health"] = {"ready": ready}
+    return document
 
 
 def dataplane(
@@ -11,13 +35,19 @@ def dataplane(
     *services: str,
     mesh: str = "default",
     port: int = 8080,
+    tags: dict[str, str] | None = None,
+    ready: bool | None = None,
+    inbounds: Sequence[dict[str, Any]] = (),
     labels: dict[str, str] | None = None,
+    metrics: dict[Any, Any] | None = None,
     **networking: Any,
 ) -> dict[str, Any]:
-    """A Dataplane at `address` with one inbound per service (ports from `port` on);
-    with no service given, one inbound of a service named after the dataplane's prefix
-    (``web-1`` serves ``web``)."""
-    served = services or (name.rsplit("-", 1)[0],)
+    """A Dataplane at `address` with one inbound per service (ports from `port` on, each
+    with `tags` and `ready` as :func:`inbound` has them), then the `inbounds` given; with
+    neither, one inbound of a service named after the dataplane's prefix (``web-1`` serves
+    ``web``). `networking` adds fields to ``networking`` (``advertisedAddress``,
+    ``outbound``...)."""
+    served = services or (() if inbounds else (name.rsplit("-", 1)[0],))
     document: dict[str, Any] = {
         "type": "Dataplane",
         "mesh": mesh,
@@ -25,15 +55,26 @@ def dataplane(
         "networking": {
             "address": address,
             "inbound": [
-                {"port": port + index, "tags": {"kuma.io/service": service}}
+                inbound(service, port + index, tags=tags, ready=ready)
                 for index, service in enumerate(served)
-            ],
+            ]
+            + list(inbounds),
             **networking,
         },
     }
     if labels:
         document["labels"] = labels
+    if metrics is not None:
+        document["metrics"] = metrics
     return document
+
+
+def dataplane_resource(
+    name: str, address: str = "10.0.0.1", *services: str, **fields: Any
+) -> Dataplane:
+    """:func:`dataplane` as the typed resource (``Dataplane.model_validate``: the schema
+    without the rules a registration is checked against)."""
+    return Dataplane.model_validate(dataplane(name, address, *services, **fields))
 
 
 def mesh(name: str = "default", *, mtls: bool = False, **fields: Any) -> dict[str, Any]:

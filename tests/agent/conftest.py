@@ -20,21 +20,6 @@ from tests.helpers import LOOPBACK_SINK, MESHDNS, Meshdns, dig, eventually, free
 FAST_LIVENESS = ("--heartbeat-interval", "0.2", "--offline-after", "3")
 
 
-def dataplane(name: str, address: str, *inbounds: tuple[str, int, bool]) -> dict[str, Any]:
-    return {
-        "type": "Dataplane",
-        "mesh": "default",
-        "name": name,
-        "networking": {
-            "address": address,
-            "inbound": [
-                {"port": port, "tags": {"kuma.io/service": service}, "health": {"ready": ready}}
-                for service, port, ready in inbounds
-            ],
-        },
-    }
-
-
 @dataclass
 class Agent:
     """A real `meshdns dp run` process."""

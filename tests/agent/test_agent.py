@@ -8,14 +8,8 @@ from typing import Any
 
 import httpx
 
-from tests.agent.conftest import (
-    FAST_LIVENESS,
-    answers,
-    dataplane,
-    overview,
-    resolved,
-    wait_for,
-)
+from tests.agent.conftest import FAST_LIVENESS, answers, overview, resolved, wait_for
+from tests.factories import dataplane, inbound
 from tests.helpers import dig
 
 
@@ -46,8 +40,8 @@ def test_killed_agent_goes_offline_then_is_removed_and_sigterm_removes_at_once(
     # The clean-up delay must outlast the checks made while web-1 is offline (several
     # `meshdns get` processes): at 3 s a loaded machine deleted it before they ran.
     server = cluster.serve(database_url, *FAST_LIVENESS, "--agent-cleanup-delay", "8")
-    killed = cluster.agent(dataplane("web-1", "10.0.0.1", ("web", 8080, True)))
-    kept = cluster.agent(dataplane("web-2", "10.0.0.2", ("web", 8080, True)))
+    killed = cluster.agent(dataplane("web-1", "10.0.0.1", "web", ready=True))
+    kept = cluster.agent(dataplane("web-2", "10.0.0.2", "web", ready=True))
     both = ["10.0.0.1", "10.0.0.2"]
     for port in (server.dns_port, kept.dns_port):
         wait_for(lambda p=port: answers(p, "web.endpoints.mesh") == both, message="both endpoints")
@@ -88,9 +82,13 @@ def test_killed_agent_goes_offline_then_is_removed_and_sigterm_removes_at_once(
 def test_not_ready_inbound_is_no_endpoint_but_keeps_the_vip(cluster, database_url):
     server = cluster.serve(database_url, *FAST_LIVENESS)
     agent = cluster.agent(
-        dataplane("mixed-1", "10.0.1.1", ("api", 8080, True), ("admin", 9090, False))
+        dataplane(
+            "mixed-1",
+            "10.0.1.1",
+            inbounds=[inbound("api", 8080, ready=True), inbound("admin", 9090, ready=False)],
+        )
     )
-    cluster.agent(dataplane("api-2", "10.0.1.2", ("api", 8080, False)))
+    cluster.agent(dataplane("api-2", "10.0.1.2", "api", ready=False))
     for port in (server.dns_port, agent.dns_port):
         wait_for(lambda p=port: answers(p, "admin.mesh"), message="admin VIP")
         wait_for(lambda p=port: len(answers(p, "api.mesh")) == 1, message="api VIP")
@@ -104,7 +102,7 @@ def test_not_ready_inbound_is_no_endpoint_but_keeps_the_vip(cluster, database_ur
 
 def test_agent_answers_like_the_control_plane_and_follows_changes(cluster, database_url):
     server = cluster.serve(database_url, *FAST_LIVENESS)
-    agent = cluster.agent(dataplane("web-1", "10.0.2.1", ("web", 8080, True)))
+    agent = cluster.agent(dataplane("web-1", "10.0.2.1", "web", ready=True))
     wait_for(lambda: answers(agent.dns_port, "web.mesh"), message="web VIP at the agent")
     for name, qtype in [("web.mesh", "A"), ("web.endpoints.mesh", "A"), ("_web._tcp.mesh", "SRV")]:
         assert answers(agent.dns_port, name, qtype) == answers(server.dns_port, name, qtype)
@@ -112,7 +110,7 @@ def test_agent_answers_like_the_control_plane_and_follows_changes(cluster, datab
 
     put = httpx.put(
         f"{server.api}/meshes/default/dataplanes/db-1",
-        json=dataplane("db-1", "10.0.2.9", ("db", 5432, True)),
+        json=dataplane("db-1", "10.0.2.9", "db", port=5432, ready=True),
         timeout=5,
     )
     assert put.status_code == 201
@@ -178,8 +176,8 @@ def test_agent_answers_its_dataplanes_service_model_names_through_an_outage(clus
     external = resolved(server.dns_port, "httpbin.extsvc.mesh.local")[1]
     assert vip.startswith("241.") and external and external[0].startswith("242.")
 
-    web = cluster.agent(dataplane("web-1", WEB, ("web", 8080, True)))
-    narrow_document = dataplane("narrow-1", NARROW, ("shop", 8080, True))
+    web = cluster.agent(dataplane("web-1", WEB, "web", ready=True))
+    narrow_document = dataplane("narrow-1", NARROW, "shop", ready=True)
     narrow_document["networking"]["transparentProxying"] = {
         "redirectPortInbound": 15006,
         "redirectPortOutbound": 15001,
@@ -280,8 +278,8 @@ def test_agent_answers_the_other_zones_services_its_dataplane_may_reach(cluster,
     server = cluster.serve(database_url, *FAST_LIVENESS)
     applied = server.cli("apply", "-f", "-", input=CROSS_ZONE)
     assert applied.returncode == 0, applied.stderr
-    web = cluster.agent(dataplane("web-1", WEB, ("web", 8080, True)))
-    db = cluster.agent(dataplane("db-1", DB, ("db", 5432, True)))
+    web = cluster.agent(dataplane("web-1", WEB, "web", ready=True))
+    db = cluster.agent(dataplane("db-1", DB, "db", port=5432, ready=True))
     names = [("ledger.mesh", "A"), ("_ledger._tcp.mesh", "SRV"), ("ledger.endpoints.mesh", "A")]
 
     def answered(agent, address: str) -> dict[tuple[str, str], Any]:

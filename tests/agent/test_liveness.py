@@ -9,20 +9,14 @@ import pytest
 
 from registry.agents.liveness import Liveness
 from registry.errors import NotFound
-from registry.schema import Dataplane, Mesh
+from registry.schema import Mesh
 from registry.store import Store
+from tests.factories import dataplane_resource
 from tests.serve_settings import liveness_settings, vip_settings
 
 SETTINGS = liveness_settings(
     heartbeat_interval=1.0, offline_after=3, agent_cleanup_delay=10.0, offline_gc_age=100.0
 )
-
-
-def dataplane(name: str, address: str, service: str = "web", ready: bool = True) -> Dataplane:
-    inbound = {"port": 8080, "tags": {"kuma.io/service": service}, "health": {"ready": ready}}
-    return Dataplane.model_validate(
-        {"mesh": "default", "name": name, "networking": {"address": address, "inbound": [inbound]}}
-    )
 
 
 def later(seconds: float) -> datetime:
@@ -43,7 +37,9 @@ async def liveness(store: Store) -> Liveness:
 
 
 async def test_connect_marks_online_and_sweep_marks_offline_then_deletes(store, liveness):
-    assert await liveness.connect(dataplane("web-1", "10.0.0.1")) is True
+    assert (
+        await liveness.connect(dataplane_resource("web-1", "10.0.0.1", "web", ready=True)) is True
+    )
     assert await endpoints(store) == {"web-1": True}
     assert (await liveness.sweep(later(2))).offline == ()
 
@@ -66,7 +62,7 @@ async def test_connect_marks_online_and_sweep_marks_offline_then_deletes(store, 
 
 
 async def test_heartbeats_are_batched_and_no_feed_change(store, liveness):
-    await liveness.connect(dataplane("web-1", "10.0.0.1"))
+    await liveness.connect(dataplane_resource("web-1", "10.0.0.1", "web", ready=True))
     revision = await store.revision()
     for _ in range(50):
         await liveness.heartbeat(("default", "web-1"))
@@ -78,7 +74,7 @@ async def test_heartbeats_are_batched_and_no_feed_change(store, liveness):
 
 
 async def test_heartbeat_brings_an_offline_dataplane_back(store, liveness):
-    await liveness.connect(dataplane("web-1", "10.0.0.1"))
+    await liveness.connect(dataplane_resource("web-1", "10.0.0.1", "web", ready=True))
     await liveness.sweep(later(4))
     assert await endpoints(store) == {"web-1": False}
     revision = await store.revision()
@@ -94,10 +90,10 @@ async def test_heartbeat_for_an_unknown_dataplane_is_not_found(liveness):
 
 
 async def test_api_dataplane_is_kept_offline_until_the_gc_age(store, liveness):
-    await store.put(dataplane("db-1", "10.0.0.2", "db"))
+    await store.put(dataplane_resource("db-1", "10.0.0.2", "db", ready=True))
     # Never connected by an agent: a static registration, always an endpoint.
     assert await endpoints(store, "db") == {"db-1": True}
-    assert await liveness.connect(dataplane("db-1", "10.0.0.2", "db")) is False
+    assert await liveness.connect(dataplane_resource("db-1", "10.0.0.2", "db", ready=True)) is False
     await liveness.sweep(later(4))
     assert (await liveness.sweep(later(50))).deleted == ()
     assert await endpoints(store, "db") == {"db-1": False}
@@ -105,9 +101,9 @@ async def test_api_dataplane_is_kept_offline_until_the_gc_age(store, liveness):
 
 
 async def test_disconnect_deletes_agent_dataplanes_and_keeps_api_ones(store, liveness):
-    await liveness.connect(dataplane("web-1", "10.0.0.1"))
-    await store.put(dataplane("db-1", "10.0.0.2", "db"))
-    await liveness.connect(dataplane("db-1", "10.0.0.2", "db"))
+    await liveness.connect(dataplane_resource("web-1", "10.0.0.1", "web", ready=True))
+    await store.put(dataplane_resource("db-1", "10.0.0.2", "db", ready=True))
+    await liveness.connect(dataplane_resource("db-1", "10.0.0.2", "db", ready=True))
     assert await liveness.disconnect(("default", "web-1")) is True
     assert await liveness.disconnect(("default", "db-1")) is False
     assert await endpoints(store) == {}
@@ -115,7 +111,7 @@ async def test_disconnect_deletes_agent_dataplanes_and_keeps_api_ones(store, liv
 
 
 async def test_not_ready_inbound_is_no_endpoint_but_keeps_the_vip(store, liveness):
-    await liveness.connect(dataplane("web-1", "10.0.0.1", ready=False))
+    await liveness.connect(dataplane_resource("web-1", "10.0.0.1", "web", ready=False))
     snapshot = await store.load_snapshot()
     service = snapshot.meshes["default"].services["web"]
     assert service.vip is not None and service.ready_endpoints == ()
@@ -132,7 +128,9 @@ async def test_replicas_sweeping_at_once_flip_each_dataplane_once(postgres_datab
         await stores[0].put(Mesh.model_validate({"name": "default"}))
         replicas = [Liveness(store, SETTINGS) for store in stores]
         for n in range(20):
-            await replicas[n % 4].connect(dataplane(f"web-{n}", f"10.0.1.{n}"))
+            await replicas[n % 4].connect(
+                dataplane_resource(f"web-{n}", f"10.0.1.{n}", "web", ready=True)
+            )
         revision = await stores[0].revision()
         results = await asyncio.gather(*(replica.sweep(later(4)) for replica in replicas))
         flipped = [key for result in results for key in result.offline]

@@ -13,7 +13,8 @@ import time
 import httpx
 import pytest
 
-from tests.agent.conftest import FAST_LIVENESS, answers, dataplane, wait_for
+from tests.agent.conftest import FAST_LIVENESS, answers, wait_for
+from tests.factories import dataplane
 from tests.helpers import Meshdns
 from tests.live.livetesting import DnsProbe, resolve
 
@@ -27,10 +28,10 @@ NAMES = ["web.mesh", "web.endpoints.mesh", "db.mesh", "db.endpoints.mesh", "noth
 
 def test_agent_dns_survives_a_control_plane_outage(cluster, postgres_database_url, tmp_path):
     server = cluster.serve(postgres_database_url, *FAST_LIVENESS)
-    agent = cluster.agent(dataplane("web-1", "10.0.4.1", ("web", 8080, True)))
+    agent = cluster.agent(dataplane("web-1", "10.0.4.1", "web", ready=True))
     put = httpx.put(
         f"{server.api}/meshes/default/dataplanes/db-1",
-        json=dataplane("db-1", "10.0.4.2", ("db", 5432, True)),
+        json=dataplane("db-1", "10.0.4.2", "db", port=5432, ready=True),
         timeout=5,
     )
     assert put.status_code == 201
@@ -61,7 +62,7 @@ def test_agent_dns_survives_a_control_plane_outage(cluster, postgres_database_ur
     try:
         put = httpx.put(
             f"{restarted.api}/meshes/default/dataplanes/db-2",
-            json=dataplane("db-2", "10.0.4.3", ("db", 5432, True)),
+            json=dataplane("db-2", "10.0.4.3", "db", port=5432, ready=True),
             timeout=5,
         )
         assert put.status_code == 201

@@ -13,29 +13,9 @@ import pytest
 from registry.errors import InvalidResource
 from registry.limits import BodyLimit
 from registry.schema import Dataplane, parse_resource, parse_resources
+from tests.factories import dataplane, inbound
 
 KUMA_LONGEST = "s" * 63 + "_" + "n" * 63 + "_svc_65535"  # Kubernetes' longest name and namespace
-
-
-def dataplane(*inbounds: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    inbound = list(inbounds) or [{"port": 8080, "tags": {"kuma.io/service": "web"}}]
-    return {
-        "type": "Dataplane",
-        "mesh": "default",
-        "name": "dp-1",
-        "networking": {"address": "10.0.0.1", "inbound": inbound},
-        **fields,
-    }
-
-
-def service(name: str, **tags: str) -> dict[str, Any]:
-    return {"port": 8080, "tags": {"kuma.io/service": name, **tags}}
-
-
-def with_networking(**networking: Any) -> dict[str, Any]:
-    document = dataplane()
-    document["networking"].update(networking)
-    return document
 
 
 def ingress(*available: dict[str, Any]) -> dict[str, Any]:
@@ -67,67 +47,72 @@ def nested(depth: int) -> Any:
 
 REJECTED = [
     pytest.param(
-        dataplane(*({"port": 1000 + i, "tags": {"kuma.io/service": "web"}} for i in range(101))),
+        dataplane("dp-1", "10.0.0.1", *["web"] * 101, port=1000),
         "networking.inbound",
         "has 101 inbounds; at most 100 are allowed",
         id="101 inbounds",
     ),
     pytest.param(
-        with_networking(outbound=[{"port": 1000 + i, "tags": {"a": "b"}} for i in range(1001)]),
+        dataplane(
+            "dp-1",
+            "10.0.0.1",
+            "web",
+            outbound=[{"port": 1000 + i, "tags": {"a": "b"}} for i in range(1001)],
+        ),
         "networking.outbound",
         "has 1001 outbounds; at most 1000 are allowed",
         id="1001 outbounds",
     ),
     pytest.param(
-        dataplane(service("web", **{f"t{i}": "v" for i in range(64)})),
+        dataplane("dp-1", "10.0.0.1", "web", tags={f"t{i}": "v" for i in range(64)}),
         "networking.inbound[0].tags",
         "has 65 tags; at most 64 are allowed",
         id="65 tags",
     ),
     pytest.param(
-        dataplane(service("web", version="v" * 254)),
+        dataplane("dp-1", "10.0.0.1", "web", tags={"version": "v" * 254}),
         "networking.inbound[0].tags",
         "tag 'version': keys and values are at most 253 characters",
         id="tag value of 254",
     ),
     pytest.param(
-        dataplane(service("web", **{"k" * 254: "v"})),
+        dataplane("dp-1", "10.0.0.1", "web", tags={"k" * 254: "v"}),
         "networking.inbound[0].tags",
         f"tag {'k' * 40!r}... (254 characters): keys and values are at most 253 characters",
         id="tag key of 254",
     ),
     pytest.param(
-        dataplane(labels={f"l{i}": "v" for i in range(65)}),
+        dataplane("dp-1", "10.0.0.1", "web", labels={f"l{i}": "v" for i in range(65)}),
         "labels",
         "has 65 labels; at most 64 are allowed",
         id="65 labels",
     ),
     pytest.param(
-        dataplane(labels={"team": "x" * 254}),
+        dataplane("dp-1", "10.0.0.1", "web", labels={"team": "x" * 254}),
         "labels",
         "label 'team': keys and values are at most 253 characters",
         id="label value of 254",
     ),
     pytest.param(
-        dataplane(labels={"team": "a\nb"}),
+        dataplane("dp-1", "10.0.0.1", "web", labels={"team": "a\nb"}),
         "labels",
         "label 'team': keys and values must not contain control characters",
         id="label with a newline",
     ),
     pytest.param(
-        dataplane(labels={"": "x"}),
+        dataplane("dp-1", "10.0.0.1", "web", labels={"": "x"}),
         "labels",
         "label keys must not be empty",
         id="empty label key",
     ),
     pytest.param(
-        dataplane({**service("web"), "name": "in\x00bound"}),
+        dataplane("dp-1", "10.0.0.1", inbounds=[inbound("web", name="in\x00bound")]),
         "networking.inbound[0].name",
         "must not contain control characters (newlines, tabs, NUL...)",
         id="inbound name with NUL",
     ),
     pytest.param(
-        dataplane(service("web.v1")),
+        dataplane("dp-1", "10.0.0.1", "web.v1"),
         "networking.inbound[0].tags",
         "tag \"kuma.io/service\" is 'web.v1': a service name is one DNS label (<service>.mesh), "
         "so it cannot contain '.'; Kuma's '_' form answers at the dotted name too "
@@ -135,7 +120,7 @@ REJECTED = [
         id="service with a dot",
     ),
     pytest.param(
-        dataplane(service("s" * 64)),
+        dataplane("dp-1", "10.0.0.1", "s" * 64),
         "networking.inbound[0].tags",
         'tag "kuma.io/service" is 64 characters long: a service name is one DNS label of at '
         "most 63 characters (<service>.mesh), or Kuma's a_b_c form whose parts are labels of "
@@ -143,7 +128,7 @@ REJECTED = [
         id="service of 64 without _",
     ),
     pytest.param(
-        dataplane(service("s" * 64 + "_ns_svc_80")),
+        dataplane("dp-1", "10.0.0.1", "s" * 64 + "_ns_svc_80"),
         "networking.inbound[0].tags",
         'tag "kuma.io/service" is 74 characters long: a service name is one DNS label of at '
         "most 63 characters (<service>.mesh), or Kuma's a_b_c form whose parts are labels of "
@@ -151,7 +136,7 @@ REJECTED = [
         id="Kuma-style service with a part of 64",
     ),
     pytest.param(
-        dataplane(service("a_" * 40 + "b" * 100)),
+        dataplane("dp-1", "10.0.0.1", "a_" * 40 + "b" * 100),
         "networking.inbound[0].tags",
         'tag "kuma.io/service" is 180 characters long: a service name is one DNS label of at '
         "most 63 characters (<service>.mesh), or Kuma's a_b_c form whose parts are labels of "
@@ -159,43 +144,43 @@ REJECTED = [
         id="Kuma-style service, last part of 100",
     ),
     pytest.param(
-        dataplane(metrics={"since": date(2024, 1, 1)}),
+        dataplane("dp-1", "10.0.0.1", "web", metrics={"since": date(2024, 1, 1)}),
         "metrics.since",
         "must be JSON data, not a date (quote it as a string)",
         id="YAML date",
     ),
     pytest.param(
-        dataplane(metrics={"blob": b"\xff"}),
+        dataplane("dp-1", "10.0.0.1", "web", metrics={"blob": b"\xff"}),
         "metrics.blob",
         "must be JSON data, not binary data (quote it as a string)",
         id="YAML binary",
     ),
     pytest.param(
-        dataplane(metrics={1: "one"}),
+        dataplane("dp-1", "10.0.0.1", "web", metrics={1: "one"}),
         "metrics[1]",
         "keys must be strings, not a number (quote the key)",
         id="number as a key",
     ),
     pytest.param(
-        dataplane(metrics={"ratio": float("nan")}),
+        dataplane("dp-1", "10.0.0.1", "web", metrics={"ratio": float("nan")}),
         "metrics.ratio",
         "must be a finite number, not nan",
         id="NaN",
     ),
     pytest.param(
-        dataplane(labels={"team": "\ud800"}),
+        dataplane("dp-1", "10.0.0.1", "web", labels={"team": "\ud800"}),
         "labels.team",
         "is not valid Unicode (a lone surrogate)",
         id="lone surrogate",
     ),
     pytest.param(
-        dataplane(metrics=nested(32)),
+        dataplane("dp-1", "10.0.0.1", "web", metrics=nested(32)),
         "metrics" + ".a" * 31,
         "nests deeper than 32 levels",
         id="33 levels deep",
     ),
     pytest.param(
-        dataplane(metrics={"values": [0] * 1_000_000}),
+        dataplane("dp-1", "10.0.0.1", "web", metrics={"values": [0] * 1_000_000}),
         "metrics.values",
         "the request holds more than 1,000,000 values (mappings, lists and scalars, each use "
         "of a YAML alias counted again); split it",
@@ -269,18 +254,24 @@ def test_limit_is_enforced_naming_the_field(document, field, message):
 
 ACCEPTED = [
     pytest.param(
-        dataplane(*({"port": 1000 + i, "tags": {"kuma.io/service": "web"}} for i in range(100))),
+        dataplane("dp-1", "10.0.0.1", *["web"] * 100, port=1000),
         id="100 inbounds",
     ),
     pytest.param(
-        dataplane(service("web", **{f"t{i}": "v" * 253 for i in range(63)})), id="64 tags"
+        dataplane("dp-1", "10.0.0.1", "web", tags={f"t{i}": "v" * 253 for i in range(63)}),
+        id="64 tags",
     ),
-    pytest.param(dataplane(labels={f"l{i}": "v" * 253 for i in range(64)}), id="64 labels"),
-    pytest.param(dataplane(service("backend_kuma-demo_svc_8080")), id="Kuma's demo service"),
-    pytest.param(dataplane(service(KUMA_LONGEST)), id="Kuma-style, 137 characters"),
-    pytest.param(dataplane(service("s" * 63)), id="service of 63"),
-    pytest.param(dataplane(service("Web:v1/x")), id="service with : and /"),
-    pytest.param(dataplane(metrics=nested(31)), id="32 levels deep"),
+    pytest.param(
+        dataplane("dp-1", "10.0.0.1", "web", labels={f"l{i}": "v" * 253 for i in range(64)}),
+        id="64 labels",
+    ),
+    pytest.param(
+        dataplane("dp-1", "10.0.0.1", "backend_kuma-demo_svc_8080"), id="Kuma's demo service"
+    ),
+    pytest.param(dataplane("dp-1", "10.0.0.1", KUMA_LONGEST), id="Kuma-style, 137 characters"),
+    pytest.param(dataplane("dp-1", "10.0.0.1", "s" * 63), id="service of 63"),
+    pytest.param(dataplane("dp-1", "10.0.0.1", "Web:v1/x"), id="service with : and /"),
+    pytest.param(dataplane("dp-1", "10.0.0.1", "web", metrics=nested(31)), id="32 levels deep"),
     pytest.param(ingress(*[{"tags": {"kuma.io/service": "web"}}] * 10_000), id="10000 services"),
     pytest.param(permission(sources=1000, destinations=1000), id="1000 sources"),
 ]
@@ -295,24 +286,24 @@ def test_within_the_limits_is_accepted(document):
 def test_stored_resources_are_read_back_without_the_limits():
     # What the registry holds was valid when written; a tighter bound must not make it
     # unreadable (the store and the sync worker validate stored specs without the limits).
-    stored = dataplane(service("web.v1"), labels={f"l{i}": "v" for i in range(66)})
+    stored = dataplane("dp-1", "10.0.0.1", "web.v1", labels={f"l{i}": "v" for i in range(66)})
     assert Dataplane.model_validate(stored).services == ("web.v1",)
 
 
 def test_apply_holds_at_most_ten_thousand_resources():
     with pytest.raises(InvalidResource) as raised:
-        parse_resources([dataplane()] * 10_001)
+        parse_resources([dataplane("dp-1", "10.0.0.1", "web")] * 10_001)
     assert [(c.field, c.message) for c in raised.value.causes] == [
         ("items", "has 10001 resources; at most 10000 are allowed in one request")
     ]
-    assert len(parse_resources([dataplane()] * 10_000)) == 10_000
+    assert len(parse_resources([dataplane("dp-1", "10.0.0.1", "web")] * 10_000)) == 10_000
 
 
 def test_apply_budget_is_shared_by_its_documents_and_stops_at_the_first_overrun():
     # One alias-shared metrics list of 200,000 values: each document counts it again.
     metrics = {"values": [0] * 200_000}
     with pytest.raises(InvalidResource) as raised:
-        parse_resources([dataplane(metrics=metrics)] * 10)
+        parse_resources([dataplane("dp-1", "10.0.0.1", "web", metrics=metrics)] * 10)
     assert [c.field for c in raised.value.causes] == ["items[4].metrics.values"]
 
 
@@ -326,7 +317,7 @@ def test_yaml_alias_bomb_is_refused_quickly():
         previous = "abcdefgh"[level]
         lines.append(f"  {name}: &{name} [" + ",".join([f"*{previous}"] * 10) + "]")
     document = yaml.safe_load("\n".join(lines))  # 10**8 strings, shared
-    document.update(dataplane())
+    document.update(dataplane("dp-1", "10.0.0.1", "web"))
     started = time.monotonic()
     with pytest.raises(InvalidResource) as raised:
         parse_resource(document)
@@ -344,7 +335,7 @@ async def mesh(client):
 
 async def test_api_answers_400_naming_the_field(client, mesh):
     response = await client.put(
-        "/meshes/default/dataplanes/dp-1", json=dataplane(service("web.v1"))
+        "/meshes/default/dataplanes/dp-1", json=dataplane("dp-1", "10.0.0.1", "web.v1")
     )
     assert response.status_code == 400
     assert response.json() == {
@@ -377,7 +368,7 @@ async def test_api_yaml_alias_bomb_is_400(client, mesh):
 
 
 async def test_a_stored_resource_over_the_limits_is_still_listed(client, mesh, store):
-    await store.put(Dataplane.model_validate(dataplane(service("web.v1"))))
+    await store.put(Dataplane.model_validate(dataplane("dp-1", "10.0.0.1", "web.v1")))
     listed = await client.get("/meshes/default/dataplanes")
     assert listed.status_code == 200
     assert listed.json()["items"][0]["networking"]["inbound"][0]["tags"] == {
@@ -494,9 +485,13 @@ async def test_default_limits_are_16_mib_and_1_mib_for_yaml():
 async def test_the_api_answers_413_past_its_limits(client):
     # create_app puts BodyLimit in front of every route, with the default limits.
     assert (await client.put("/meshes/default", json={})).status_code == 201
-    assert (await client.post("/apply", json={"items": [dataplane()]})).status_code == 200
+    assert (
+        await client.post("/apply", json={"items": [dataplane("dp-1", "10.0.0.1", "web")]})
+    ).status_code == 200
     # The most resources one apply may hold fit the body limit many times over.
-    assert len(json.dumps({"items": [dataplane()] * 10_000})) < 16 * 2**20 / 4
+    assert (
+        len(json.dumps({"items": [dataplane("dp-1", "10.0.0.1", "web")] * 10_000})) < 16 * 2**20 / 4
+    )
 
     large = await client.post("/apply", content=b" " * (16 * 2**20 + 1), headers=JSON)
     assert large.status_code == 413

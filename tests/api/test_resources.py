@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import traffic_permission
+from tests.factories import dataplane, traffic_permission
 
 MESH = {"type": "Mesh", "name": "default"}
-
-
-def dataplane(name: str, address: str, service: str, **tags: str) -> dict:
-    return {
-        "type": "Dataplane",
-        "mesh": "default",
-        "name": name,
-        "networking": {
-            "address": address,
-            "inbound": [{"port": 8080, "tags": {"kuma.io/service": service, **tags}}],
-        },
-    }
 
 
 @pytest.fixture
@@ -185,10 +173,12 @@ async def test_bad_paging_is_400(client, mesh, params):
 
 async def test_tag_filters(client, mesh):
     await client.put(
-        "/meshes/default/dataplanes/a", json=dataplane("a", "10.0.0.1", "web", version="v1")
+        "/meshes/default/dataplanes/a",
+        json=dataplane("a", "10.0.0.1", "web", tags={"version": "v1"}),
     )
     await client.put(
-        "/meshes/default/dataplanes/b", json=dataplane("b", "10.0.0.2", "web", version="v2")
+        "/meshes/default/dataplanes/b",
+        json=dataplane("b", "10.0.0.2", "web", tags={"version": "v2"}),
     )
     await client.put("/meshes/default/dataplanes/c", json=dataplane("c", "10.0.0.3", "db"))
 

@@ -42,22 +42,6 @@ def zone_token(zone: str) -> Identity:
 ADMIN = Identity("admin")
 
 
-def dataplane(name: str, *services: str, mesh: str = "default", **extra: Any) -> dict[str, Any]:
-    return {
-        "type": "Dataplane",
-        "mesh": mesh,
-        "name": name,
-        "networking": {
-            "address": "10.0.0.1",
-            "inbound": [
-                {"port": 8080 + index, "tags": {"kuma.io/service": service}}
-                for index, service in enumerate(services)
-            ],
-        },
-        **extra,
-    }
-
-
 class Api:
     def __init__(self, store: Store, **options: Any) -> None:
         self.store = store

@@ -7,7 +7,8 @@ import pytest
 
 from meshdns.agent import AgentError, TokenFileAuth, read_token
 from registry.auth.tokens import revoke_token, token_id_of
-from tests.auth.conftest import REMOTE, dataplane, dataplane_token, eventually_async
+from tests.auth.conftest import REMOTE, dataplane_token, eventually_async
+from tests.factories import dataplane
 
 
 async def test_a_renewed_token_file_is_taken_up_after_a_401(api, tmp_path):
@@ -21,7 +22,7 @@ async def test_a_renewed_token_file_is_taken_up_after_a_401(api, tmp_path):
         transport=transport, base_url="http://meshdns", auth=TokenFileAuth(path)
     ) as agent:
         assert (
-            await agent.post(f"{base}/connect", json=dataplane("web-1", "web"))
+            await agent.post(f"{base}/connect", json=dataplane("web-1", "10.0.0.1", "web"))
         ).status_code == 201
         await revoke_token(app.store.engine, token_id_of(old))
 

@@ -10,7 +10,8 @@ import pytest
 from fastapi import APIRouter
 
 from registry.auth.scopes import Scope, requires
-from tests.auth.conftest import ADMIN, dataplane, dataplane_token
+from tests.auth.conftest import ADMIN, dataplane_token
+from tests.factories import dataplane
 
 WEB_TOKEN = 'dataplane token for services [web] in mesh "default"'
 
@@ -42,20 +43,22 @@ def refused(response, *fragments: str) -> bool:
 async def test_a_web_token_cannot_register_an_inbound_for_db(web, admin):
     path = "/meshes/default/dataplanes/web-1"
 
-    response = await web.put(path, json=dataplane("web-1", "web", "db"))
+    response = await web.put(path, json=dataplane("web-1", "10.0.0.1", "web", "db"))
 
     assert refused(response, WEB_TOKEN, 'may not register an inbound of service "db"')
     assert (await admin.get(path)).status_code == 404
-    only_db = await web.put("/meshes/default/dataplanes/db-1", json=dataplane("db-1", "db"))
+    only_db = await web.put(
+        "/meshes/default/dataplanes/db-1", json=dataplane("db-1", "10.0.0.1", "db")
+    )
     assert refused(only_db, 'service "db"')
 
 
 async def test_a_web_token_cannot_delete_or_take_over_a_db_dataplane(web, admin):
     path = "/meshes/default/dataplanes/db-1"
-    assert (await admin.put(path, json=dataplane("db-1", "db"))).status_code == 201
+    assert (await admin.put(path, json=dataplane("db-1", "10.0.0.1", "db"))).status_code == 201
 
     assert refused(await web.delete(path), 'may not delete dataplane "db-1": it serves "db"')
-    taken_over = await web.put(path, json=dataplane("db-1", "web"))
+    taken_over = await web.put(path, json=dataplane("db-1", "10.0.0.1", "web"))
     assert refused(taken_over, 'may not update dataplane "db-1": it serves "db"')
 
     stored = (await admin.get(path)).json()
@@ -64,8 +67,10 @@ async def test_a_web_token_cannot_delete_or_take_over_a_db_dataplane(web, admin)
 
 async def test_a_web_token_registers_updates_and_deletes_its_own_dataplanes(web, admin):
     path = "/meshes/default/dataplanes/web-1"
-    assert (await web.put(path, json=dataplane("web-1", "web"))).status_code == 201
-    assert (await web.put(path, json=dataplane("web-1", "web", "web"))).status_code == 200
+    assert (await web.put(path, json=dataplane("web-1", "10.0.0.1", "web"))).status_code == 201
+    assert (
+        await web.put(path, json=dataplane("web-1", "10.0.0.1", "web", "web"))
+    ).status_code == 200
     assert (await admin.get(path)).status_code == 200
     assert (await web.delete(path)).status_code == 200
     assert (await admin.get(path)).status_code == 404
@@ -76,18 +81,20 @@ async def test_a_web_token_registers_updates_and_deletes_its_own_dataplanes(web,
 async def test_a_token_for_several_services_registers_dataplanes_serving_any_of_them(app):
     both = await app.token_client(dataplane_token("web", "api"))
     path = "/meshes/default/dataplanes/front-1"
-    assert (await both.put(path, json=dataplane("front-1", "web", "api"))).status_code == 201
-    assert refused(await both.put(path, json=dataplane("front-1", "web", "db")), '"db"')
+    assert (
+        await both.put(path, json=dataplane("front-1", "10.0.0.1", "web", "api"))
+    ).status_code == 201
+    assert refused(await both.put(path, json=dataplane("front-1", "10.0.0.1", "web", "db")), '"db"')
 
 
 async def test_a_dataplane_token_acts_in_its_own_mesh_only(app, admin, web):
     assert (await admin.put("/meshes/other", json={"type": "Mesh"})).status_code == 201
     response = await web.put(
-        "/meshes/other/dataplanes/web-1", json=dataplane("web-1", "web", mesh="other")
+        "/meshes/other/dataplanes/web-1", json=dataplane("web-1", "10.0.0.1", "web", mesh="other")
     )
     assert refused(response, WEB_TOKEN, 'may not act in mesh "other"')
     assert refused(await web.get("/meshes/other/dns-records"), 'mesh "other"')
-    items = [dataplane("web-1", "web", mesh="other")]
+    items = [dataplane("web-1", "10.0.0.1", "web", mesh="other")]
     assert refused(await web.post("/apply", json={"items": items}), 'in mesh "other"')
 
 
@@ -132,7 +139,7 @@ async def test_a_dataplane_token_writes_nothing_but_dataplanes(web):
 
 
 async def test_apply_checks_every_item_and_writes_none_when_one_is_refused(web, admin):
-    items = [dataplane("web-1", "web"), dataplane("db-1", "db")]
+    items = [dataplane("web-1", "10.0.0.1", "web"), dataplane("db-1", "10.0.0.1", "db")]
 
     response = await web.post("/apply", json={"items": items})
 
@@ -143,20 +150,22 @@ async def test_apply_checks_every_item_and_writes_none_when_one_is_refused(web, 
 
 
 async def test_a_dataplane_token_may_not_claim_a_zone(web):
-    labelled = dataplane("web-1", "web", labels={"kuma.io/zone": "zone-b"})
+    labelled = dataplane("web-1", "10.0.0.1", "web", labels={"kuma.io/zone": "zone-b"})
     response = await web.put("/meshes/default/dataplanes/web-1", json=labelled)
     assert refused(response, 'labelled kuma.io/zone: "zone-b"')
 
 
 async def test_the_agent_routes_hold_a_dataplane_token_to_its_services(web, admin):
     base = "/meshes/default/dataplanes"
-    assert (await admin.put(f"{base}/db-1", json=dataplane("db-1", "db"))).status_code == 201
+    assert (
+        await admin.put(f"{base}/db-1", json=dataplane("db-1", "10.0.0.1", "db"))
+    ).status_code == 201
 
     assert (
-        await web.post(f"{base}/web-1/connect", json=dataplane("web-1", "web"))
+        await web.post(f"{base}/web-1/connect", json=dataplane("web-1", "10.0.0.1", "web"))
     ).status_code == 201
     assert (await web.post(f"{base}/web-1/heartbeat")).status_code == 204
-    connect_db = await web.post(f"{base}/db-2/connect", json=dataplane("db-2", "db"))
+    connect_db = await web.post(f"{base}/db-2/connect", json=dataplane("db-2", "10.0.0.1", "db"))
     assert refused(connect_db, 'service "db"')
     assert refused(await web.post(f"{base}/db-1/heartbeat"), 'send heartbeats for dataplane "db-1"')
     assert refused(await web.post(f"{base}/db-1/disconnect"), 'disconnect dataplane "db-1"')

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trustme
 
+from tests.factories import dataplane
 from tests.helpers import LOOPBACK_SINK, MESHDNS, Meshdns, dig, eventually, free_port, stop_process
 
 pytestmark = pytest.mark.integration
@@ -60,16 +61,7 @@ def start_https(server: Meshdns, ca: str, timeout: float = 20) -> None:
 
 
 def write_dataplane(path: Path, name: str, service: str) -> str:
-    document = {
-        "type": "Dataplane",
-        "mesh": "default",
-        "name": name,
-        "networking": {
-            "address": "10.0.0.7",
-            "inbound": [{"port": 8080, "tags": {"kuma.io/service": service}}],
-        },
-    }
-    path.write_text(json.dumps(document))
+    path.write_text(json.dumps(dataplane(name, "10.0.0.7", service)))
     return str(path)
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.auth.conftest import ADMIN, dataplane, zone_token
+from tests.auth.conftest import ADMIN, zone_token
 from tests.auth.test_dataplane_tokens import refused
+from tests.factories import dataplane
 
 ZONE_A = 'zone token for zone "zone-a"'
 
@@ -56,15 +57,17 @@ async def test_a_zone_token_cannot_write_another_zones_ingress_or_egress(zone_a,
 
 async def test_a_zone_token_cannot_write_another_zones_dataplanes(zone_a, admin):
     base = "/meshes/default/dataplanes"
-    other = dataplane("db-1", "db", labels={"kuma.io/zone": "zone-b"})
+    other = dataplane("db-1", "10.0.0.1", "db", labels={"kuma.io/zone": "zone-b"})
 
     assert refused(await zone_a.put(f"{base}/db-1", json=other), 'labelled kuma.io/zone: "zone-b"')
     assert refused(await zone_a.post("/apply", json={"items": [other]}), "items[0]: " + ZONE_A)
 
     # Any service of its own zone, labelled or not.
-    own = dataplane("web-1", "web", labels={"kuma.io/zone": "zone-a"})
+    own = dataplane("web-1", "10.0.0.1", "web", labels={"kuma.io/zone": "zone-a"})
     assert (await zone_a.put(f"{base}/web-1", json=own)).status_code == 201
-    assert (await zone_a.put(f"{base}/db-2", json=dataplane("db-2", "db"))).status_code == 201
+    assert (
+        await zone_a.put(f"{base}/db-2", json=dataplane("db-2", "10.0.0.1", "db"))
+    ).status_code == 201
     assert (await zone_a.delete(f"{base}/db-2")).status_code == 200
     # A zone-b dataplane an admin put here stays out of its reach.
     assert (await admin.put(f"{base}/db-1", json=other)).status_code == 201
@@ -79,7 +82,9 @@ async def test_a_zone_token_is_refused_on_another_zones_control_plane(api):
     ):
         elsewhere = api(**options)
         client = await elsewhere.token_client(zone_token("zone-a"))
-        put = await client.put("/meshes/default/dataplanes/web-1", json=dataplane("web-1", "web"))
+        put = await client.put(
+            "/meshes/default/dataplanes/web-1", json=dataplane("web-1", "10.0.0.1", "web")
+        )
         assert refused(put, ZONE_A, "is not valid on the " + where)
         assert refused(await client.get("/meshes"), where)
 

@@ -18,7 +18,9 @@ from typing import TypeVar
 
 import httpx
 import pytest
+import yaml
 
+from tests.factories import dataplane
 from tests.helpers import eventually, free_port, require_tool, stop_process
 
 pytestmark = pytest.mark.integration
@@ -56,29 +58,24 @@ def scrape_target() -> Iterator[int]:
     server.server_close()
 
 
-def dataplane(port: int) -> str:
-    return f"""\
-type: Dataplane
-mesh: default
-name: backend-1
-networking:
-  address: {TARGET_ADDRESS}
-  inbound:
-    - port: 8080
-      tags: {{kuma.io/service: backend, kuma.io/protocol: http, version: v1}}
-metrics:
-  type: prometheus
-  conf: {{port: {port}, path: {METRICS_PATH}}}
----
-type: Dataplane
-mesh: default
-name: no-metrics
-networking:
-  address: 127.0.0.32
-  inbound:
-    - port: 8080
-      tags: {{kuma.io/service: backend}}
-"""
+def dataplanes_yaml(metrics_port: int) -> str:
+    """backend-1 (its metrics on `metrics_port`) and no-metrics, as `apply -f -` reads them."""
+    return yaml.safe_dump_all(
+        [
+            dataplane(
+                "backend-1",
+                TARGET_ADDRESS,
+                "backend",
+                tags={"kuma.io/protocol": "http", "version": "v1"},
+                metrics={
+                    "type": "prometheus",
+                    "conf": {"port": metrics_port, "path": METRICS_PATH},
+                },
+            ),
+            dataplane("no-metrics", "127.0.0.32", "backend"),
+        ],
+        sort_keys=False,
+    )
 
 
 def quietly(check: Callable[[], T]) -> Callable[[], T | None]:
@@ -130,7 +127,7 @@ def test_prometheus_discovers_and_scrapes_dataplanes_and_meshdns(
     start_meshdns, scrape_target, tmp_path
 ):
     server = start_meshdns("")
-    applied = server.cli("apply", "-f", "-", input=dataplane(scrape_target))
+    applied = server.cli("apply", "-f", "-", input=dataplanes_yaml(scrape_target))
     assert applied.returncode == 0, applied.stderr
     prometheus, url = start_prometheus(tmp_path, server.api_port)
     try:
@@ -210,7 +207,7 @@ networking:
 
 def test_discovery_document(start_meshdns, scrape_target):
     server = start_meshdns("")
-    for document in (dataplane(scrape_target), MESH_WITH_BACKEND):
+    for document in (dataplanes_yaml(scrape_target), MESH_WITH_BACKEND):
         applied = server.cli("apply", "-f", "-", input=document)
         assert applied.returncode == 0, applied.stderr
     everything = httpx.get(server.api + "/prometheus/sd").json()

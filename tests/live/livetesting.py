@@ -21,19 +21,6 @@ from tests.helpers import poll
 Answer = tuple[str, tuple[str, ...]]
 
 
-def dataplane(name: str, service: str, address: str, port: int = 8080) -> dict[str, Any]:
-    """A Kuma Universal Dataplane in mesh `default` with one inbound of `service`."""
-    return {
-        "type": "Dataplane",
-        "mesh": "default",
-        "name": name,
-        "networking": {
-            "address": address,
-            "inbound": [{"port": port, "tags": {"kuma.io/service": service}}],
-        },
-    }
-
-
 def put_dataplane(api: str, body: dict[str, Any], timeout: float = 5) -> httpx.Response:
     return httpx.put(
         f"{api}/meshes/{body['mesh']}/dataplanes/{body['name']}", json=body, timeout=timeout

@@ -16,11 +16,11 @@ from collections import Counter
 import httpx
 import pytest
 
+from tests.factories import dataplane
 from tests.helpers import poll
 from tests.live.livetesting import (
     DnsProbe,
     assert_kuma_error,
-    dataplane,
     has_addresses,
     is_nxdomain,
     loss_and_recovery,
@@ -50,7 +50,7 @@ def test_dns_answers_through_a_database_outage(private_postgres, start_meshdns):
     replica = start_meshdns(private_postgres.url)
     for service, addresses in SERVICES.items():
         for index, address in enumerate(addresses, 1):
-            created = put_dataplane(server.api, dataplane(f"{service}-{index}", service, address))
+            created = put_dataplane(server.api, dataplane(f"{service}-{index}", address, service))
             assert created.status_code == 201, created.text
 
     names = [f"{s}.mesh" for s in SERVICES] + [f"{s}.endpoints.mesh" for s in SERVICES]
@@ -90,7 +90,7 @@ def test_dns_answers_through_a_database_outage(private_postgres, start_meshdns):
     )
     assert_kuma_error(listing, 503)
     refused = put_dataplane(
-        server.api, dataplane("outage-1", "outage", "127.0.23.1"), timeout=API_TIMEOUT
+        server.api, dataplane("outage-1", "127.0.23.1", "outage"), timeout=API_TIMEOUT
     )
     assert_kuma_error(refused, 503)
     refused_delete = httpx.delete(
@@ -144,12 +144,12 @@ def test_dns_answers_through_a_database_outage(private_postgres, start_meshdns):
 
     # Writes after recovery reach DNS: through this process, and through the other replica
     # (which this process learns of only by following the registry, not by a local wake-up).
-    after = put_dataplane(server.api, dataplane("after-1", "after", "127.0.24.1"))
+    after = put_dataplane(server.api, dataplane("after-1", "127.0.24.1", "after"))
     assert after.status_code == 201, after.text
     answer, _ = wait_for_answer(server.dns_port, "after.endpoints.mesh", has_addresses)
     assert answer == ("NOERROR", ("127.0.24.1",)), answer
 
-    elsewhere = put_dataplane(replica.api, dataplane("later-1", "later", "127.0.25.1"))
+    elsewhere = put_dataplane(replica.api, dataplane("later-1", "127.0.25.1", "later"))
     assert elsewhere.status_code == 201, elsewhere.text
     answer, seconds = wait_for_answer(server.dns_port, "later.endpoints.mesh", has_addresses)
     assert answer == ("NOERROR", ("127.0.25.1",)), answer

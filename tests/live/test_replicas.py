@@ -10,9 +10,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.factories import dataplane
 from tests.live.livetesting import (
     Answer,
-    dataplane,
     has_addresses,
     is_nxdomain,
     put_dataplane,
@@ -36,7 +36,7 @@ def test_a_write_through_one_replica_is_answered_by_the_other(postgres_database_
     a = start_meshdns(postgres_database_url)
     b = start_meshdns(postgres_database_url)
 
-    created = put_dataplane(a.api, dataplane("ping-1", "ping", "127.0.30.1"))
+    created = put_dataplane(a.api, dataplane("ping-1", "127.0.30.1", "ping"))
     assert created.status_code == 201, created.text
     seen(b.dns_port, "ping.endpoints.mesh", ("NOERROR", ("127.0.30.1",)).__eq__, "create via A")
     vip_in_b = seen(b.dns_port, "ping.mesh", has_addresses, "VIP via A")
@@ -44,7 +44,7 @@ def test_a_write_through_one_replica_is_answered_by_the_other(postgres_database_
     # though not necessarily before the other replica does.
     seen(a.dns_port, "ping.mesh", vip_in_b.__eq__, "VIP in the writing replica")
 
-    created = put_dataplane(b.api, dataplane("pong-1", "pong", "127.0.31.1"))
+    created = put_dataplane(b.api, dataplane("pong-1", "127.0.31.1", "pong"))
     assert created.status_code == 201, created.text
     seen(a.dns_port, "pong.endpoints.mesh", ("NOERROR", ("127.0.31.1",)).__eq__, "create via B")
     vip_in_a = seen(a.dns_port, "pong.mesh", has_addresses, "VIP via B")
@@ -52,10 +52,10 @@ def test_a_write_through_one_replica_is_answered_by_the_other(postgres_database_
     assert vip_in_a != vip_in_b
 
     # A changed endpoint, and a second replica of a service, through the other side.
-    moved = put_dataplane(b.api, dataplane("ping-1", "ping", "127.0.30.9"))
+    moved = put_dataplane(b.api, dataplane("ping-1", "127.0.30.9", "ping"))
     assert moved.status_code == 200, moved.text
     seen(a.dns_port, "ping.endpoints.mesh", ("NOERROR", ("127.0.30.9",)).__eq__, "update via B")
-    added = put_dataplane(a.api, dataplane("pong-2", "pong", "127.0.31.2"))
+    added = put_dataplane(a.api, dataplane("pong-2", "127.0.31.2", "pong"))
     assert added.status_code == 201, added.text
     both = ("NOERROR", ("127.0.31.1", "127.0.31.2"))
     seen(b.dns_port, "pong.endpoints.mesh", both.__eq__, "second endpoint via A")

@@ -83,34 +83,6 @@ def generator(
     return document
 
 
-def dataplane(
-    name: str,
-    address: str,
-    *inbounds: dict[str, Any],
-    mesh: str = "default",
-    labels: dict[str, str] | None = None,
-    advertised: str | None = None,
-) -> dict[str, Any]:
-    """A Dataplane with `inbounds`, each ``{"port", "tags", ...}``."""
-    networking: dict[str, Any] = {"address": address, "inbound": list(inbounds)}
-    if advertised:
-        networking["advertisedAddress"] = advertised
-    document: dict[str, Any] = {
-        "type": "Dataplane",
-        "mesh": mesh,
-        "name": name,
-        "networking": networking,
-    }
-    if labels:
-        document["labels"] = labels
-    return document
-
-
-def inbound(service: str, port: int, **fields: Any) -> dict[str, Any]:
-    tags = {"kuma.io/service": service, **fields.pop("tags", {})}
-    return {"port": port, "tags": tags, **fields}
-
-
 async def put(store: Store, *documents: dict[str, Any]) -> None:
     await store.put_many(parse_resources(list(documents)))
 

@@ -17,8 +17,8 @@ from registry.meshservice.generate import MeshServiceGenerator
 from registry.snapshot import Delta
 from registry.store import Store
 from registry.store.database import create_engine
-from tests.factories import mesh
-from tests.meshservice.meshtesting import dataplane, inbound, loaded, mesh_service, put
+from tests.factories import dataplane, inbound, mesh
+from tests.meshservice.meshtesting import loaded, mesh_service, put
 from tests.serve_settings import vip_settings
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -50,8 +50,10 @@ async def test_a_mesh_that_generates_gets_a_mesh_service_per_service(store: Stor
     await put(
         store,
         mesh(meshServices={"mode": mode}),
-        dataplane("redis-1", "10.0.0.1", inbound("redis", 6379), inbound("metrics", 9100)),
-        dataplane("redis-2", "10.0.0.2", inbound("redis", 6379)),
+        dataplane(
+            "redis-1", "10.0.0.1", inbounds=[inbound("redis", 6379), inbound("metrics", 9100)]
+        ),
+        dataplane("redis-2", "10.0.0.2", "redis", port=6379),
     )
     plan = await MeshServiceGenerator(store).generate(NOW)
     assert sorted(service.name for service in plan.puts) == ["metrics", "redis"]
@@ -78,8 +80,8 @@ async def test_a_disabled_mesh_generates_none_and_deletes_the_generated(store: S
         store,
         mesh(meshServices={"mode": "Everywhere"}),
         mesh("plain"),
-        dataplane("web-1", "10.0.0.1", inbound("web", 80)),
-        dataplane("web-1", "10.0.0.1", inbound("web", 80), mesh="plain"),
+        dataplane("web-1", "10.0.0.1", "web", port=80),
+        dataplane("web-1", "10.0.0.1", "web", port=80, mesh="plain"),
         mesh_service("written", 80),
     )
     generator = MeshServiceGenerator(store)
@@ -102,8 +104,10 @@ async def test_ports_names_and_protocols_come_from_the_inbounds(store: Store):
         dataplane(
             "api-1",
             "10.0.0.1",
-            inbound("api", 8080, name="http", tags={"kuma.io/protocol": "http"}),
-            inbound("api", 9090, tags={"kuma.io/protocol": "grpc"}),
+            inbounds=[
+                inbound("api", 8080, name="http", tags={"kuma.io/protocol": "http"}),
+                inbound("api", 9090, tags={"kuma.io/protocol": "grpc"}),
+            ],
         ),
     )
     await put(
@@ -111,8 +115,10 @@ async def test_ports_names_and_protocols_come_from_the_inbounds(store: Store):
         dataplane(
             "api-2",
             "10.0.0.2",
-            inbound("api", 8080, name="other", tags={"kuma.io/protocol": "tcp"}),
-            inbound("api", 7000, tags={"kuma.io/protocol": "mysql"}),
+            inbounds=[
+                inbound("api", 8080, name="other", tags={"kuma.io/protocol": "tcp"}),
+                inbound("api", 7000, tags={"kuma.io/protocol": "mysql"}),
+            ],
         ),
     )
     await MeshServiceGenerator(store).generate(NOW)
@@ -129,7 +135,7 @@ async def test_labels_name_this_zone_and_other_labels_stay(store: Store):
     await put(
         store,
         mesh(meshServices={"mode": "Exclusive"}),
-        dataplane("web-1", "10.0.0.1", inbound("web", 80)),
+        dataplane("web-1", "10.0.0.1", "web", port=80),
     )
     generator = MeshServiceGenerator(store, zone="east")
     await generator.generate(NOW)
@@ -143,7 +149,9 @@ async def test_labels_name_this_zone_and_other_labels_stay(store: Store):
     # A label someone added stays when the service changes.
     document["labels"]["team"] = "shop"
     await put(store, document)
-    await put(store, dataplane("web-1", "10.0.0.1", inbound("web", 80), inbound("web", 81)))
+    await put(
+        store, dataplane("web-1", "10.0.0.1", inbounds=[inbound("web", 80), inbound("web", 81)])
+    )
     await generator.generate(NOW)
     document = await stored(store, "web")
     assert document is not None
@@ -157,8 +165,8 @@ async def test_a_service_whose_name_is_no_dns_label_is_not_generated(
     await put(
         store,
         mesh(meshServices={"mode": "Everywhere"}),
-        dataplane("web-1", "10.0.0.1", inbound("web_v1", 80), inbound("web", 81)),
-        dataplane("web-2", "10.0.0.2", inbound("9lives", 80)),
+        dataplane("web-1", "10.0.0.1", inbounds=[inbound("web_v1", 80), inbound("web", 81)]),
+        dataplane("web-2", "10.0.0.2", "9lives", port=80),
     )
     generator = MeshServiceGenerator(store)
     with caplog.at_level(logging.WARNING, logger="meshdns.meshservice"):
@@ -174,7 +182,7 @@ async def test_one_no_dataplane_serves_is_deleted_after_the_grace_period(store: 
     await put(
         store,
         mesh(meshServices={"mode": "Everywhere"}),
-        dataplane("web-1", "10.0.0.1", inbound("web", 80)),
+        dataplane("web-1", "10.0.0.1", "web", port=80),
     )
     generator = MeshServiceGenerator(store, grace_period=600)
     await generator.generate(NOW)
@@ -187,7 +195,7 @@ async def test_one_no_dataplane_serves_is_deleted_after_the_grace_period(store: 
     assert not await generator.generate(NOW + timedelta(seconds=599))
 
     # Served again: the mark goes.
-    await put(store, dataplane("web-1", "10.0.0.1", inbound("web", 80)))
+    await put(store, dataplane("web-1", "10.0.0.1", "web", port=80))
     await generator.generate(NOW + timedelta(seconds=599))
     document = await stored(store, "web")
     assert document is not None
@@ -209,7 +217,7 @@ async def test_written_mesh_services_are_never_touched(store: Store):
         mesh(meshServices={"mode": "Everywhere"}),
         written,
         mesh_service("orphan", 80),
-        dataplane("redis-1", "10.0.0.1", inbound("redis", 6379)),
+        dataplane("redis-1", "10.0.0.1", "redis", port=6379),
     )
     generator = MeshServiceGenerator(store, grace_period=0)
     assert not await generator.generate(NOW)  # the name is taken: nothing to generate
@@ -223,7 +231,7 @@ async def test_dataplanes_of_other_zones_generate_nothing(store: Store):
     await put(
         store,
         mesh(meshServices={"mode": "Everywhere"}),
-        dataplane("web-1", "10.0.0.1", inbound("web", 80), labels={"kuma.io/zone": "west"}),
+        dataplane("web-1", "10.0.0.1", "web", port=80, labels={"kuma.io/zone": "west"}),
     )
     assert not await MeshServiceGenerator(store).generate(NOW)
 
@@ -232,7 +240,7 @@ async def test_a_pass_with_nothing_to_do_writes_nothing(store: Store):
     await put(
         store,
         mesh(meshServices={"mode": "Everywhere"}),
-        dataplane("web-1", "10.0.0.1", inbound("web", 80)),
+        dataplane("web-1", "10.0.0.1", "web", port=80),
     )
     generator = MeshServiceGenerator(store)
     assert await generator.generate(NOW)
@@ -246,8 +254,8 @@ async def test_a_pass_after_a_delta_looks_at_the_services_it_touched_only(store:
     await put(
         store,
         mesh(meshServices={"mode": "Everywhere"}),
-        dataplane("web-1", "10.0.0.1", inbound("web", 80)),
-        dataplane("api-1", "10.0.0.2", inbound("api", 80)),
+        dataplane("web-1", "10.0.0.1", "web", port=80),
+        dataplane("api-1", "10.0.0.2", "api", port=80),
     )
     generator = MeshServiceGenerator(store)
     plan = await generator.generate(NOW, only={("default", "web"), ("other", "api")})
@@ -271,7 +279,7 @@ async def test_two_servers_on_one_database_do_not_fight(postgres_database_url: s
         await put(
             stores[0],
             mesh(meshServices={"mode": "Everywhere"}),
-            *(dataplane(f"svc{n}-1", f"10.0.0.{n + 1}", inbound(f"svc{n}", 80)) for n in range(20)),
+            *(dataplane(f"svc{n}-1", f"10.0.0.{n + 1}", f"svc{n}", port=80) for n in range(20)),
         )
         before = await stores[0].revision()
         plans = await asyncio.gather(
@@ -296,7 +304,7 @@ async def test_the_generator_follows_the_feed_and_its_own_period(store: Store):
     follow = asyncio.create_task(follower.run())
     generator.start()
     try:
-        await put(store, dataplane("web-1", "10.0.0.1", inbound("web", 80)))
+        await put(store, dataplane("web-1", "10.0.0.1", "web", port=80))
         await wait_for(lambda: names(store), ["web"])
         await store.delete_dataplane("default", "web-1")
         await wait_for(lambda: names(store), [])

@@ -13,10 +13,8 @@ from registry.feed.follower import RegistryFollower
 from registry.feed.view import RegistryView
 from registry.snapshot import Destination, Endpoint
 from registry.store import Store
-from tests.factories import mesh
+from tests.factories import dataplane, mesh
 from tests.meshservice.meshtesting import (
-    dataplane,
-    inbound,
     loaded,
     mesh_service,
     multizone_service,
@@ -89,7 +87,7 @@ async def test_a_multizone_service_lists_this_zones_endpoints_first(store: Store
     await put(
         store,
         mesh(),
-        dataplane("redis-1", "10.2.0.5", inbound("redis", 6379)),
+        dataplane("redis-1", "10.2.0.5", "redis", port=6379),
         mesh_service("redis", 6379, labels={"kuma.io/zone": ZONE, "kuma.io/display-name": "redis"}),
         copied("redis", "zone-a"),
         copied("redis", "zone-c"),

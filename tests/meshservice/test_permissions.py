@@ -20,7 +20,7 @@ from registry.schema import MeshTrafficPermission, ZoneIngress, parse_resource, 
 from registry.snapshot import Client, Snapshot, TrafficRule
 from registry.store import Store
 from tests.helpers import Meshdns, dig, eventually
-from tests.registry.registrytesting import dataplane, mesh
+from tests.registry.registrytesting import mesh, registered_dataplane
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "kuma"
 ANY = frozenset({"*"})
@@ -210,11 +210,9 @@ async def test_permissions_and_reach_followed_as_a_full_load_reads_them(store: S
             await store.put_many(parse_resources([TRAFFIC_PERMISSION]))
         else:
             proxying = rng.choice(reaches)
-            resource = dataplane(
-                f"dp-{rng.randrange(4)}",
-                rng.choice(["web", "db"]),
-                address=f"10.0.0.{rng.randrange(1, 4)}",
-            )
+            # Drawn in this order (name, service, address): the seed gives the same run.
+            name, service = f"dp-{rng.randrange(4)}", rng.choice(["web", "db"])
+            resource = registered_dataplane(name, f"10.0.0.{rng.randrange(1, 4)}", service)
             document = resource.dump()
             if proxying is not None:
                 document["networking"]["transparentProxying"] = proxying

@@ -10,12 +10,10 @@ from registry.feed.follower import RegistryFollower
 from registry.meshservice.status import status_of
 from registry.snapshot import Destination, Endpoint
 from registry.store import Store
-from tests.factories import mesh
+from tests.factories import dataplane, inbound, mesh
 from tests.meshservice.meshtesting import (
-    dataplane,
     external_service,
     generator,
-    inbound,
     loaded,
     mesh_service,
     multizone_service,
@@ -35,9 +33,9 @@ async def test_a_mesh_service_has_its_vip_hostname_and_endpoints_per_port(store:
     await store.ensure_hostname_generators()
     await put(
         store,
-        dataplane("redis-1", "10.0.0.1", inbound("redis", 6379), inbound("admin", 9000)),
-        dataplane("redis-2", "10.0.0.2", inbound("redis", 6379), advertised="192.0.2.2"),
-        dataplane("redis-3", "10.0.0.3", inbound("redis", 6379, health={"ready": False})),
+        dataplane("redis-1", "10.0.0.1", inbounds=[inbound("redis", 6379), inbound("admin", 9000)]),
+        dataplane("redis-2", "10.0.0.2", "redis", port=6379, advertisedAddress="192.0.2.2"),
+        dataplane("redis-3", "10.0.0.3", "redis", port=6379, ready=False),
         mesh_service("redis", {"name": "main", "port": 6379}, {"port": 9000, "targetPort": 9000}),
     )
     view = await loaded(store)
@@ -65,9 +63,11 @@ async def test_ports_target_an_inbound_by_number_by_name_or_by_their_own_port(st
         dataplane(
             "api-1",
             "10.0.0.1",
-            inbound("api", 8080, name="http"),
-            inbound("api", 8443),
-            inbound("api", 9090),
+            inbounds=[
+                inbound("api", 8080, name="http"),
+                inbound("api", 8443),
+                inbound("api", 9090),
+            ],
         ),
         mesh_service(
             "api",
@@ -98,11 +98,11 @@ async def test_selectors_by_other_tags_by_name_and_by_labels_on_load_and_as_they
     await put(
         store,
         mesh(),
-        dataplane("web-1", "10.0.0.1", inbound("web", 80, tags={"version": "v1"})),
+        dataplane("web-1", "10.0.0.1", "web", port=80, tags={"version": "v1"}),
         dataplane(
-            "web-2", "10.0.0.2", inbound("web", 80, tags={"version": "v2"}), labels={"tier": "a"}
+            "web-2", "10.0.0.2", "web", port=80, tags={"version": "v2"}, labels={"tier": "a"}
         ),
-        dataplane("web-3", "10.0.0.3", inbound("web", 80, tags={"version": "v2"})),
+        dataplane("web-3", "10.0.0.3", "web", port=80, tags={"version": "v2"}),
     )
     follower = RegistryFollower(store, lambda snapshot, delta: None)
     await follower.load()
@@ -132,7 +132,7 @@ async def test_selectors_by_other_tags_by_name_and_by_labels_on_load_and_as_they
     await put(
         store,
         dataplane(
-            "web-1", "10.0.0.1", inbound("web", 80, tags={"version": "v2"}), labels={"tier": "a"}
+            "web-1", "10.0.0.1", "web", port=80, tags={"version": "v2"}, labels={"tier": "a"}
         ),
     )
     await follower.catch_up()
@@ -192,8 +192,8 @@ async def test_a_multizone_service_groups_the_mesh_services_its_labels_select(st
         store,
         mesh(),
         mesh("other"),
-        dataplane("redis-1", "10.0.0.1", inbound("redis", 6379, name="tcp")),
-        dataplane("cache-1", "10.0.0.2", inbound("cache", 6380)),
+        dataplane("redis-1", "10.0.0.1", inbounds=[inbound("redis", 6379, name="tcp")]),
+        dataplane("cache-1", "10.0.0.2", "cache", port=6380),
         mesh_service("redis", {"name": "tcp", "port": 6379}, labels={"app": "redis"}),
         mesh_service("cache", {"port": 6380, "targetPort": 6380}, labels={"app": "redis"}),
         mesh_service("other", 6379, mesh="other", labels={"app": "redis"}),
@@ -219,7 +219,7 @@ async def test_a_multizone_service_groups_the_mesh_services_its_labels_select(st
     # A grouped MeshService's endpoints move, and one leaves the group: the group follows.
     await put(
         store,
-        dataplane("redis-1", "10.0.0.9", inbound("redis", 6379, name="tcp")),
+        dataplane("redis-1", "10.0.0.9", inbounds=[inbound("redis", 6379, name="tcp")]),
         mesh_service("cache", {"port": 6380, "targetPort": 6380}, labels={"app": "cache"}),
     )
     await follower.catch_up()
@@ -244,10 +244,8 @@ async def test_a_mesh_service_of_another_zone_selects_that_zones_dataplanes(stor
     await put(
         store,
         mesh(),
-        dataplane("redis-1", "10.0.0.1", inbound("redis", 6379)),
-        dataplane(
-            "redis-east", "10.1.0.1", inbound("redis", 6379), labels={"kuma.io/zone": "east"}
-        ),
+        dataplane("redis-1", "10.0.0.1", "redis", port=6379),
+        dataplane("redis-east", "10.1.0.1", "redis", port=6379, labels={"kuma.io/zone": "east"}),
         mesh_service("redis", 6379),
         mesh_service(
             "redis-east",
@@ -272,8 +270,8 @@ async def test_the_status_of_a_mesh_service(store: Store):
         store,
         generator("broken", '{{ label "team" }}.svc.mesh.local'),
         generator("upper", '{{ label "owner" }}.svc.mesh.local', labels={"kuma.io/origin": "zone"}),
-        dataplane("redis-1", "10.0.0.1", inbound("redis", 6379)),
-        dataplane("redis-2", "10.0.0.2", inbound("redis", 6379, health={"ready": False})),
+        dataplane("redis-1", "10.0.0.1", "redis", port=6379),
+        dataplane("redis-2", "10.0.0.2", "redis", port=6379, ready=False),
         mesh_service("redis", 6379, labels={"owner": "Team_A"}),
     )
     view = await loaded(store)

@@ -29,6 +29,7 @@ from registry.store.bulk import Replica
 from registry.store.database import create_engine
 from registry.sync import read_cursor, zone_source
 from registry.write_rules import Origin
+from tests.factories import dataplane_resource
 from tests.multizone.conftest import SyncProcess
 from tests.serve_settings import vip_settings
 
@@ -40,25 +41,16 @@ BATCH = "100"
 KILLS = 6
 
 
-def dataplane(index: int, generation: int = 0) -> Dataplane:
-    return Dataplane.model_validate(
-        {
-            "mesh": "default",
-            "name": f"dp-{index}",
-            "networking": {
-                "address": f"10.{generation}.{index >> 8 & 255}.{index & 255}",
-                "inbound": [
-                    {
-                        "port": 8080 + generation,
-                        "tags": {
-                            "kuma.io/service": f"svc-{index % 40}",
-                            "version": f"v{generation}",
-                        },
-                        "health": {"ready": index % 7 != 0},
-                    }
-                ],
-            },
-        }
+def numbered_dataplane(index: int, generation: int = 0) -> Dataplane:
+    """dp-<index> of svc-<index % 40>, every 7th not ready; each generation moves it (its
+    address, port and version tag)."""
+    return dataplane_resource(
+        f"dp-{index}",
+        f"10.{generation}.{index >> 8 & 255}.{index & 255}",
+        f"svc-{index % 40}",
+        port=8080 + generation,
+        tags={"version": f"v{generation}"},
+        ready=index % 7 != 0,
     )
 
 
@@ -142,7 +134,7 @@ async def test_sync_killed_at_random_points_converges_exactly(
             await zone_store.put_dataplanes(
                 transaction,
                 [
-                    Replica(dataplane(i), online=None if i % 3 else i % 2 == 0)
+                    Replica(numbered_dataplane(i), online=None if i % 3 else i % 2 == 0)
                     for i in range(DATAPLANES)
                 ],
             )
@@ -163,14 +155,14 @@ async def test_sync_killed_at_random_points_converges_exactly(
             changed = rng.sample(range(DATAPLANES), 300)
             async with zone_store.writing() as transaction:
                 await zone_store.put_dataplanes(
-                    transaction, [Replica(dataplane(i, kill + 1)) for i in changed[:200]]
+                    transaction, [Replica(numbered_dataplane(i, kill + 1)) for i in changed[:200]]
                 )
                 await zone_store.delete_dataplanes(
                     transaction, [("default", f"dp-{i}") for i in changed[200:]]
                 )
                 await zone_store.put_dataplanes(
                     transaction,
-                    [Replica(dataplane(DATAPLANES + kill * 100 + i)) for i in range(100)],
+                    [Replica(numbered_dataplane(DATAPLANES + kill * 100 + i)) for i in range(100)],
                 )
 
         worker = start_sync(ZONE, zone_url, global_url, "--sync-batch", BATCH)

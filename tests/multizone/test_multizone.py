@@ -25,8 +25,8 @@ import pytest
 from registry.api.app import create_app
 from registry.store import Store
 from tests.conftest import PostgresAdmin, postgres_url
+from tests.factories import dataplane
 from tests.helpers import Meshdns, dig, eventually
-from tests.live.livetesting import dataplane
 from tests.multizone.conftest import SyncProcess
 
 BACKEND_ADDRESS = "127.0.0.11"
@@ -79,7 +79,7 @@ REFUSED_WRITES: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "global",
         "/meshes/default/dataplanes/web-9",
-        dataplane("web-9", "web", WEB_ADDRESS),
+        dataplane("web-9", WEB_ADDRESS, "web"),
         "Dataplane",
     ),
     (
@@ -243,7 +243,7 @@ def test_backend_in_zone_a_is_reachable_from_zone_b_only_under_mtls_and_a_permis
         put(
             zone_a.api,
             "/meshes/default/dataplanes/backend-1",
-            dataplane("backend-1", "backend", BACKEND_ADDRESS),
+            dataplane("backend-1", BACKEND_ADDRESS, "backend"),
         ).status_code
         == 201
     )
@@ -260,13 +260,13 @@ def test_backend_in_zone_a_is_reachable_from_zone_b_only_under_mtls_and_a_permis
     assert put(zone_a.api, "/zoneingresses/ingress-1", ingress).status_code == 201
     assert (
         put(
-            zone_b.api, "/meshes/default/dataplanes/web-1", dataplane("web-1", "web", WEB_ADDRESS)
+            zone_b.api, "/meshes/default/dataplanes/web-1", dataplane("web-1", WEB_ADDRESS, "web")
         ).status_code
         == 201
     )
     assert (
         put(
-            zone_b.api, "/meshes/default/dataplanes/db-1", dataplane("db-1", "db", OTHER_ADDRESS)
+            zone_b.api, "/meshes/default/dataplanes/db-1", dataplane("db-1", OTHER_ADDRESS, "db")
         ).status_code
         == 201
     )

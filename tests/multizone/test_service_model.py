@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from registry.meshservice.naming import MAX_LABEL_NAME, hashed_name
+from tests.factories import dataplane
 from tests.helpers import eventually
-from tests.live.livetesting import dataplane
 from tests.multizone.test_multizone import (  # noqa: F401 - the module's deployment fixtures
     BACKEND_ADDRESS,
     INGRESS_ADDRESS,
@@ -99,7 +99,7 @@ def test_a_zones_mesh_service_answers_in_the_other_zone_under_mtls_and_a_permiss
         (
             zone_a,
             "/meshes/default/dataplanes/redis-1",
-            dataplane("redis-1", "redis", BACKEND_ADDRESS, 6379),
+            dataplane("redis-1", BACKEND_ADDRESS, "redis", port=6379),
         ),
         (
             zone_a,
@@ -115,12 +115,12 @@ def test_a_zones_mesh_service_answers_in_the_other_zone_under_mtls_and_a_permiss
                 },
             },
         ),
-        (zone_b, "/meshes/default/dataplanes/web-1", dataplane("web-1", "web", WEB_ADDRESS)),
-        (zone_b, "/meshes/default/dataplanes/db-1", dataplane("db-1", "db", OTHER_ADDRESS)),
+        (zone_b, "/meshes/default/dataplanes/web-1", dataplane("web-1", WEB_ADDRESS, "web")),
+        (zone_b, "/meshes/default/dataplanes/db-1", dataplane("db-1", OTHER_ADDRESS, "db")),
         (
             zone_b,
             "/meshes/default/dataplanes/redis-b",
-            dataplane("redis-b", "redis", LOCAL_REDIS_ADDRESS, 6379),
+            dataplane("redis-b", LOCAL_REDIS_ADDRESS, "redis", port=6379),
         ),
     ]
     for server, path, body in written:

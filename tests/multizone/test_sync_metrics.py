@@ -8,8 +8,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.factories import dataplane
 from tests.helpers import Meshdns, eventually, free_port
-from tests.live.livetesting import dataplane
 from tests.multizone.conftest import SyncProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
@@ -41,7 +41,7 @@ def test_sync_metrics_count_rows_by_direction_and_lag(
         lambda: httpx.get(zone.api + "/meshes/default").status_code == 200,
         what="mesh default replicated to zone-a",
     )
-    body = dataplane("web-1", "web", "127.0.0.41")
+    body = dataplane("web-1", "127.0.0.41", "web")
     response = httpx.put(zone.api + "/meshes/default/dataplanes/web-1", json=body, timeout=10)
     assert response.status_code == 201
 

@@ -23,8 +23,8 @@ from registry.schema import parse_resource
 from registry.store import Store
 from registry.store.database import create_engine
 from registry.write_rules import ZONE, Origin
+from tests.factories import dataplane
 from tests.helpers import Meshdns
-from tests.live.livetesting import dataplane
 from tests.serve_settings import vip_settings
 
 pytestmark = pytest.mark.integration
@@ -114,7 +114,7 @@ def test_every_dns_process_of_a_zone_answers_alike(
         database_url, "--mode", "zone", "--zone", LOCAL_ZONE, "--dns-workers", "2"
     )
     local = [
-        dataplane("web-1", "web", WEB_ADDRESS),
+        dataplane("web-1", WEB_ADDRESS, "web"),
         {
             "type": "ZoneEgress",
             "name": "egress-1",

@@ -19,15 +19,14 @@ from registry.schema import ZoneIngress, parse_resource
 from registry.snapshot import Delta, Snapshot
 from registry.store import Store
 from registry.store.database import create_engine
-from tests.meshservice import meshtesting
+from tests.factories import dataplane, inbound
 from tests.meshservice.meshtesting import (
     external_service,
     generator,
-    inbound,
     mesh_service,
     multizone_service,
 )
-from tests.registry.registrytesting import dataplane, mesh
+from tests.registry.registrytesting import mesh, registered_dataplane
 from tests.serve_settings import vip_settings
 
 
@@ -49,7 +48,12 @@ async def all_changes(store: Store) -> list[Change]:
 
 async def test_changes_carry_tombstones_in_revision_order(store: Store):
     await store.put_many([mesh(), mesh("other")])
-    await store.put_many([dataplane("web-1"), dataplane("db-1", "db", mesh="other")])
+    await store.put_many(
+        [
+            registered_dataplane("web-1"),
+            registered_dataplane("db-1", mesh="other"),
+        ]
+    )
     await store.delete_dataplane("default", "web-1")
     await store.delete_mesh("other")
 
@@ -88,7 +92,7 @@ async def test_follower_applies_deltas_equal_to_a_full_load(store: Store):
             await store.put(mesh("default", mtls=step % 2 == 0))
         else:
             address = f"10.0.{rng.randrange(3)}.{rng.randrange(1, 5)}"
-            await store.put(dataplane(name, service, address=address, ready=rng.random() < 0.8))
+            await store.put(registered_dataplane(name, address, service, ready=rng.random() < 0.8))
         await follower.catch_up()
         assert follower.revision == await store.revision()
         assert comparable(follower.view.snapshot) == comparable(await store.load_snapshot())
@@ -142,7 +146,7 @@ async def test_follower_lets_go_of_the_vips_the_store_quarantines(store: Store):
         else:
             name = f"dp-{rng.randrange(4)}"
             service = rng.choice(["a", "b", "c", "d"])
-            await store.put(dataplane(name, service, address=f"10.0.0.{rng.randrange(1, 5)}"))
+            await store.put(registered_dataplane(name, f"10.0.0.{rng.randrange(1, 5)}", service))
         await follower.catch_up()
         fresh = RegistryView()
         fresh.apply_batch(await store.read_all())
@@ -162,11 +166,17 @@ def test_backoff_doubles_up_to_its_most_and_starts_again_after_a_success():
 async def test_a_delta_names_only_what_changed(store: Store):
     published: list[tuple[Snapshot, Delta | None]] = []
     follower = RegistryFollower(store, lambda s, d: published.append((s, d)))
-    await store.put_many([mesh(), dataplane("a-1", "a"), dataplane("b-1", "b", address="10.0.0.2")])
+    await store.put_many(
+        [
+            mesh(),
+            registered_dataplane("a-1"),
+            registered_dataplane("b-1", "10.0.0.2", "b"),
+        ]
+    )
     await follower.catch_up()
     before = follower.view.snapshot
 
-    await store.put(dataplane("a-2", "a", address="10.0.0.3"))
+    await store.put(registered_dataplane("a-2", "10.0.0.3", "a"))
     await follower.catch_up()
     snapshot, delta = published[-1]
     assert delta == Delta(services=frozenset({("default", "a")}), clients=True)
@@ -215,7 +225,7 @@ async def test_eight_writers_and_a_reader_see_every_change_once_in_order(postgre
                 written += 1
             else:
                 address = f"10.{index}.{step % 5}.{rng.randrange(1, 9)}"
-                await store.put(dataplane(name, f"svc-{rng.randrange(5)}", address=address))
+                await store.put(registered_dataplane(name, address, f"svc-{rng.randrange(5)}"))
                 written += 1
         return written
 
@@ -298,7 +308,7 @@ async def test_registry_feed_makes_the_late_commit_impossible(postgres_database_
 
         first = asyncio.create_task(first_writer())
         await first_open.wait()
-        second = asyncio.create_task(store.put(dataplane("second")))
+        second = asyncio.create_task(store.put(registered_dataplane("second", "10.0.0.1", "web")))
         async with observer.connect() as connection:
             await _waiting_on_a_lock(connection, 1)
             assert not second.done()
@@ -359,16 +369,14 @@ async def random_service_model_change(store: Store, rng: random.Random) -> None:
                 service,
                 rng.choice([80, 81]) + 10 * offset,
                 tags={"version": rng.choice(["v1", "v2"])},
-                health={"ready": rng.random() < 0.8},
+                ready=rng.random() < 0.8,
                 **({"name": "http"} if rng.random() < 0.3 else {}),
             )
             for offset, service in enumerate(services)
         ]
         labels = {"tier": rng.choice(["front", "back"])} if rng.random() < 0.5 else None
         address = f"10.0.0.{rng.randrange(1, 6)}"
-        document = meshtesting.dataplane(
-            f"dp-{rng.randrange(5)}", address, *inbounds, labels=labels
-        )
+        document = dataplane(f"dp-{rng.randrange(5)}", address, inbounds=inbounds, labels=labels)
     elif action < 0.4:
         await store.delete_dataplane("default", f"dp-{rng.randrange(5)}")
         return

@@ -14,7 +14,8 @@ from registry.models import ChangeRow, DataplaneRow, InboundRow
 from registry.schema import Dataplane, HostnameGenerator, Resource, parse_resource
 from registry.store import Store, Unchanged
 from registry.store.bulk import Replica
-from tests.registry.registrytesting import dataplane, mesh
+from tests.factories import inbound
+from tests.registry.registrytesting import mesh, registered_dataplane
 from tests.serve_settings import vip_settings
 
 
@@ -53,14 +54,16 @@ async def test_list_meshes_pages_in_byte_order_with_total(store: Store):
 
 async def test_dataplane_round_trip(store: Store):
     await store.put(mesh())
-    resource = dataplane("web-1", tags={"version": "v1"}, advertised_address="203.0.113.5")
+    resource = registered_dataplane(
+        "web-1", tags={"version": "v1"}, advertisedAddress="203.0.113.5"
+    )
 
     assert await store.put(resource) is True
     stored = await store.get_dataplane("default", "web-1")
     assert stored.resource == resource
     assert stored.resource.dump() == resource.dump()
 
-    assert await store.put(dataplane("web-1", port=9090)) is False
+    assert await store.put(registered_dataplane("web-1", port=9090)) is False
     updated = await store.get_dataplane("default", "web-1")
     assert updated.resource.networking.inbound[0].port == 9090
     assert updated.creation_time == stored.creation_time
@@ -80,16 +83,19 @@ async def test_missing_resources_are_not_found(store: Store):
 
 async def test_dataplane_in_a_missing_mesh_is_refused_naming_the_mesh(store: Store):
     with pytest.raises(NotFound, match='mesh "elsewhere" does not exist'):
-        await store.put(dataplane("web-1", mesh="elsewhere"))
+        await store.put(registered_dataplane("web-1", mesh="elsewhere"))
     assert (await store.list_dataplanes("elsewhere")).total == 0
 
 
 async def test_put_many_writes_a_mesh_and_its_dataplanes_in_any_order(store: Store):
-    created = await store.put_many([dataplane("web-1", mesh="demo"), mesh("demo")])
+    created = await store.put_many([registered_dataplane("web-1", mesh="demo"), mesh("demo")])
 
     assert created == [True, True]
     assert (await store.get_dataplane("demo", "web-1")).resource.mesh == "demo"
-    assert await store.put_many([mesh("demo"), dataplane("web-2", mesh="demo")]) == [False, True]
+    assert await store.put_many([mesh("demo"), registered_dataplane("web-2", mesh="demo")]) == [
+        False,
+        True,
+    ]
 
 
 async def test_put_many_is_all_or_nothing(store: Store):
@@ -100,9 +106,9 @@ async def test_put_many_is_all_or_nothing(store: Store):
         await store.put_many(
             [
                 mesh("demo"),
-                dataplane("web-1", mesh="demo"),
-                dataplane("web-2"),
-                dataplane("web-3", mesh="missing"),
+                registered_dataplane("web-1", mesh="demo"),
+                registered_dataplane("web-2"),
+                registered_dataplane("web-3", mesh="missing"),
             ]
         )
 
@@ -115,18 +121,18 @@ async def test_put_many_is_all_or_nothing(store: Store):
 
 async def test_list_dataplanes_filters_by_tags_of_one_inbound(store: Store):
     await store.put(mesh())
-    await store.put(dataplane("web-1", tags={"version": "v1"}))
+    await store.put(registered_dataplane("web-1", tags={"version": "v1"}))
     await store.put(
-        dataplane(
+        registered_dataplane(
             "multi-1",
-            address="10.0.0.2",
+            "10.0.0.2",
             inbounds=[
-                {"port": 80, "tags": {"kuma.io/service": "api", "version": "v2"}},
-                {"port": 81, "tags": {"kuma.io/service": "web", "team": "core"}},
+                inbound("api", 80, tags={"version": "v2"}),
+                inbound("web", 81, tags={"team": "core"}),
             ],
         )
     )
-    await store.put(dataplane("plain-1", service="db", address="10.0.0.3"))
+    await store.put(registered_dataplane("plain-1", "10.0.0.3", "db"))
 
     async def names(tags: dict[str, str]) -> list[str]:
         page = await store.list_dataplanes("default", tags=tags)
@@ -146,8 +152,8 @@ async def test_list_dataplanes_filters_by_tags_of_one_inbound(store: Store):
 async def test_list_dataplanes_pages_with_a_filtered_total(store: Store):
     await store.put(mesh())
     await store.put_many(
-        [dataplane(f"web-{i}", address=f"10.0.0.{i + 1}") for i in range(5)]
-        + [dataplane("db-1", service="db", address="10.0.1.1")]
+        [registered_dataplane(f"web-{i}", f"10.0.0.{i + 1}") for i in range(5)]
+        + [registered_dataplane("db-1", "10.0.1.1", "db")]
     )
 
     page = await store.list_dataplanes("default", size=2, offset=2, tags={"kuma.io/service": "web"})
@@ -158,7 +164,12 @@ async def test_list_dataplanes_pages_with_a_filtered_total(store: Store):
 
 async def test_deleting_a_mesh_deletes_its_dataplanes(store: Store):
     await store.put_many(
-        [mesh(), mesh("other"), dataplane("web-1"), dataplane("web-1", mesh="other")]
+        [
+            mesh(),
+            mesh("other"),
+            registered_dataplane("web-1"),
+            registered_dataplane("web-1", mesh="other"),
+        ]
     )
 
     await store.delete_mesh("default")
@@ -175,7 +186,9 @@ async def test_deleting_a_mesh_deletes_its_dataplanes(store: Store):
 
 
 async def test_delete_dataplane(store: Store):
-    await store.put_many([mesh(), dataplane("web-1"), dataplane("web-2", address="10.0.0.2")])
+    await store.put_many(
+        [mesh(), registered_dataplane("web-1"), registered_dataplane("web-2", "10.0.0.2")]
+    )
 
     await store.delete_dataplane("default", "web-1")
 
@@ -189,16 +202,12 @@ async def test_list_services_counts_ready_endpoints_and_dataplanes(store: Store)
     await store.put_many(
         [
             mesh(),
-            dataplane("web-1"),
-            dataplane("web-2", address="10.0.0.2", ready=False),
-            dataplane(
+            registered_dataplane("web-1"),
+            registered_dataplane("web-2", "10.0.0.2", ready=False),
+            registered_dataplane(
                 "both-1",
-                address="10.0.0.3",
-                inbounds=[
-                    {"port": 80, "tags": {"kuma.io/service": "web"}},
-                    {"port": 81, "tags": {"kuma.io/service": "web"}, "health": {"ready": False}},
-                    {"port": 5432, "tags": {"kuma.io/service": "db"}},
-                ],
+                "10.0.0.3",
+                inbounds=[inbound("web", 80), inbound("web", 81, ready=False), inbound("db", 5432)],
             ),
         ]
     )
@@ -225,7 +234,7 @@ async def test_ensure_mesh_creates_only_into_an_empty_registry(store: Store):
 async def test_a_committed_write_transaction_knows_the_revision_it_left(store: Store):
     async with store.writing() as transaction:
         await store.put_in(transaction, mesh())
-        await store.put_in(transaction, dataplane("web-1"))
+        await store.put_in(transaction, registered_dataplane("web-1"))
         assert transaction.revision is None  # not committed yet
     assert transaction.revision == 2 == await store.revision()
     async with store.writing() as unchanged:
@@ -242,7 +251,7 @@ async def test_a_committed_write_transaction_knows_the_revision_it_left(store: S
 async def test_every_change_gets_its_own_revision(store: Store):
     assert await store.revision() == 0
     await store.put(mesh())
-    await store.put_many([dataplane("web-1"), dataplane("web-2", address="10.0.0.2")])
+    await store.put_many([registered_dataplane("web-1"), registered_dataplane("web-2", "10.0.0.2")])
     await store.delete_dataplane("default", "web-1")
     with pytest.raises(NotFound):
         await store.delete_dataplane("default", "web-1")
@@ -256,15 +265,13 @@ async def test_snapshot_holds_meshes_services_endpoints_and_client_meshes(store:
         [
             mesh(),
             mesh("secure", mtls=True),
-            dataplane("web-1", address="10.0.0.1", port=8080),
-            dataplane("web-2", address="10.0.0.2", advertised_address="203.0.113.2", ready=False),
-            dataplane(
+            registered_dataplane("web-1", "10.0.0.1", port=8080),
+            registered_dataplane("web-2", "10.0.0.2", advertisedAddress="203.0.113.2", ready=False),
+            registered_dataplane(
                 "api-1",
+                "10.0.1.1",
                 mesh="secure",
-                address="10.0.1.1",
-                inbounds=[
-                    {"port": 9000, "address": "10.0.1.2", "tags": {"kuma.io/service": "api"}}
-                ],
+                inbounds=[inbound("api", 9000, address="10.0.1.2")],
             ),
         ]
     )
@@ -294,9 +301,9 @@ async def test_snapshot_holds_meshes_services_endpoints_and_client_meshes(store:
 
 
 async def test_a_dataplane_moving_to_another_service_releases_the_old_one(store: Store):
-    await store.put_many([mesh(), dataplane("web-1", service="old")])
+    await store.put_many([mesh(), registered_dataplane("web-1", "10.0.0.1", "old")])
 
-    await store.put(dataplane("web-1", service="new"))
+    await store.put(registered_dataplane("web-1", "10.0.0.1", "new"))
 
     services = (await store.load_snapshot()).meshes["default"].services
     assert list(services) == ["new"]
@@ -355,27 +362,16 @@ def test_sqlite_errors_are_told_apart(message, unavailable, schema_missing):
 
 
 def labelled_dataplane(name: str, address: str = "10.0.0.1") -> Dataplane:
-    resource = parse_resource(
-        {
-            "type": "Dataplane",
-            "mesh": "default",
-            "name": name,
-            "labels": {"app": "redis", "version": "v1"},
-            "networking": {
-                "address": address,
-                "inbound": [
-                    {"port": 6379, "name": "main", "tags": {"kuma.io/service": "redis"}},
-                    {"port": 9121, "tags": {"kuma.io/service": "redis-metrics"}},
-                ],
-                "transparentProxying": {
-                    "reachableServices": ["web"],
-                    "reachableBackends": {"refs": [{"kind": "MeshService", "name": "web"}]},
-                },
-            },
-        }
+    return registered_dataplane(
+        name,
+        address,
+        inbounds=[inbound("redis", 6379, name="main"), inbound("redis-metrics", 9121)],
+        labels={"app": "redis", "version": "v1"},
+        transparentProxying={
+            "reachableServices": ["web"],
+            "reachableBackends": {"refs": [{"kind": "MeshService", "name": "web"}]},
+        },
     )
-    assert isinstance(resource, Dataplane)
-    return resource
 
 
 async def stored_columns(store: Store, name: str) -> tuple[Any, Any, list[Any]]:
@@ -408,7 +404,7 @@ async def test_a_dataplane_written_keeps_its_labels_reachability_and_inbound_nam
     await store.put_many([mesh(), labelled_dataplane("redis-1")])
     assert await stored_columns(store, "redis-1") == EXPECTED_COLUMNS
     # Written again without them, they are gone.
-    await store.put(dataplane("redis-1"))
+    await store.put(registered_dataplane("redis-1", "10.0.0.1", "web"))
     assert await stored_columns(store, "redis-1") == (None, None, [None])
 
 
@@ -486,7 +482,7 @@ async def test_deleting_a_mesh_records_a_tombstone_for_each_of_its_resources(sto
         },
     ]
     await store.put_many(
-        [mesh(), dataplane("web-1")]
+        [mesh(), registered_dataplane("web-1")]
         + [parse_resource({**document, "mesh": "default", "name": "a"}) for document in documents]
     )
     revision = await store.revision()

@@ -21,7 +21,8 @@ from registry.feed.reader import parse_address
 from registry.feed.view import RegistryView
 from registry.schema import Dataplane, parse_resource
 from registry.store import Store
-from tests.registry.registrytesting import dataplane, mesh
+from tests.factories import dataplane_resource
+from tests.registry.registrytesting import mesh, registered_dataplane
 
 SCOPES = st.sampled_from(["eth0", "lo", "\n", "x" * 5000, "1", "%", ""])
 ADDRESS_TEXTS = st.one_of(
@@ -57,21 +58,13 @@ def test_every_address_the_schema_accepts_survives_the_snapshot_reader(address):
 def unreadable_dataplane(name: str, address: str = "fe80::1%eth0") -> Dataplane:
     """A dataplane as an older meshdns (or a hand-made row) could have stored it: the
     registration rules of today's schema are not applied."""
-    return Dataplane.model_validate(
-        {
-            "name": name,
-            "networking": {
-                "address": address,
-                "inbound": [{"port": 8080, "tags": {"kuma.io/service": "scoped"}}],
-            },
-        }
-    )
+    return dataplane_resource(name, address, "scoped")
 
 
 async def test_the_follower_skips_a_row_it_cannot_read_and_keeps_following(
     store: Store, caplog: pytest.LogCaptureFixture
 ):
-    await store.put_many([mesh(), dataplane("web-1")])
+    await store.put_many([mesh(), registered_dataplane("web-1")])
     await store.put(unreadable_dataplane("scoped-1"))
     published = []
     follower = RegistryFollower(store, lambda snapshot, delta: published.append(snapshot))
@@ -82,9 +75,9 @@ async def test_the_follower_skips_a_row_it_cannot_read_and_keeps_following(
         assert follower.unreadable_rows == 1
 
         # Written after it: flows as ever, and the bad row is reported once, not per batch.
-        await store.put(dataplane("db-1", "db", address="10.0.0.2"))
+        await store.put(registered_dataplane("db-1", "10.0.0.2", "db"))
         await store.put(unreadable_dataplane("scoped-1", "fe80::2%eth1"))
-        await store.put(dataplane("api-1", "api", address="10.0.0.3"))
+        await store.put(registered_dataplane("api-1", "10.0.0.3", "api"))
         await follower.catch_up()
     assert set(follower.view.snapshot.meshes["default"].services) == {"web", "db", "api"}
     assert follower.connected
@@ -104,7 +97,7 @@ async def test_a_readable_version_replaces_an_unreadable_one(store: Store):
     follower = RegistryFollower(store, lambda snapshot, delta: None)
     await follower.load()
     assert "scoped" not in follower.view.snapshot.meshes["default"].services
-    fixed = dataplane("scoped-1", "scoped", address="fe80::1")
+    fixed = registered_dataplane("scoped-1", "fe80::1", "scoped")
     await store.put(fixed)
     await follower.catch_up()
     [endpoint] = follower.view.snapshot.meshes["default"].services["scoped"].endpoints

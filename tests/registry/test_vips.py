@@ -14,7 +14,7 @@ from registry.models import LEGACY_VIP_KIND, VipRow
 from registry.schema import Resource, parse_resource
 from registry.store import Store
 from registry.store.vips import usable_range
-from tests.registry.registrytesting import dataplane, mesh
+from tests.registry.registrytesting import mesh, registered_dataplane
 from tests.serve_settings import vip_settings
 
 # Two usable addresses, 10.200.0.1 and 10.200.0.2 (none a dataplane's): small enough to run out.
@@ -26,7 +26,7 @@ async def vips_of(store: Store, mesh_name: str = "default") -> dict[str, IPv4Add
 
 
 async def test_vips_come_from_240_0_0_0_slash_4_after_the_network_address(store: Store):
-    await store.put_many([mesh(), dataplane("web-1"), dataplane("api-1", service="api")])
+    await store.put_many([mesh(), registered_dataplane("web-1"), registered_dataplane("api-1")])
 
     vips = await vips_of(store)
 
@@ -35,12 +35,12 @@ async def test_vips_come_from_240_0_0_0_slash_4_after_the_network_address(store:
 
 
 async def test_a_vip_is_stable_across_updates_and_a_new_store(store: Store, make_store):
-    await store.put_many([mesh(), dataplane("web-1"), dataplane("api-1", service="api")])
+    await store.put_many([mesh(), registered_dataplane("web-1"), registered_dataplane("api-1")])
     before = await vips_of(store)
 
-    await store.put(dataplane("web-1", port=9999))
+    await store.put(registered_dataplane("web-1", port=9999))
     restarted = make_store()  # a new engine over the same database, as after a restart
-    await restarted.put(dataplane("web-2", address="10.0.0.2"))
+    await restarted.put(registered_dataplane("web-2", "10.0.0.2"))
     await restarted.delete_dataplane("default", "web-1")
 
     assert await vips_of(restarted) == before
@@ -50,7 +50,12 @@ async def test_a_vip_is_stable_across_updates_and_a_new_store(store: Store, make
 
 async def test_one_service_name_in_two_meshes_gets_two_vips(store: Store):
     await store.put_many(
-        [mesh("a"), mesh("b"), dataplane("web-1", mesh="a"), dataplane("web-1", mesh="b")]
+        [
+            mesh("a"),
+            mesh("b"),
+            registered_dataplane("web-1", mesh="a"),
+            registered_dataplane("web-1", mesh="b"),
+        ]
     )
 
     in_a, in_b = (await vips_of(store, "a"))["web"], (await vips_of(store, "b"))["web"]
@@ -60,60 +65,66 @@ async def test_one_service_name_in_two_meshes_gets_two_vips(store: Store):
 
 async def test_a_released_vip_is_not_reused_during_its_quarantine(make_store):
     store = make_store(vip_settings(vip_cidr=str(TINY)))
-    await store.put_many([mesh(), dataplane("web-1", service="old")])
+    await store.put_many([mesh(), registered_dataplane("web-1", "10.0.0.1", "old")])
     old_vip = (await vips_of(store))["old"]
     await store.delete_dataplane("default", "web-1")
 
-    await store.put(dataplane("new-1", service="new"))
+    await store.put(registered_dataplane("new-1"))
     assert (await vips_of(store))["new"] != old_vip
 
     with pytest.raises(VipPoolExhausted, match="10.200.0.0/30"):
-        await store.put(dataplane("third-1", service="third"))
+        await store.put(registered_dataplane("third-1"))
     # The failed write left nothing behind.
     assert set(await vips_of(store)) == {"new"}
 
 
 async def test_a_vip_is_reused_once_its_quarantine_is_over(make_store):
     store = make_store(vip_settings(vip_cidr=str(TINY), vip_quarantine=0))
-    await store.put_many([mesh(), dataplane("web-1", service="old"), dataplane("x-1", service="x")])
+    await store.put_many(
+        [
+            mesh(),
+            registered_dataplane("web-1", "10.0.0.1", "old"),
+            registered_dataplane("x-1"),
+        ]
+    )
     old_vip = (await vips_of(store))["old"]
     await store.delete_dataplane("default", "web-1")
 
-    await store.put(dataplane("new-1", service="new"))
+    await store.put(registered_dataplane("new-1"))
 
     assert (await vips_of(store))["new"] == old_vip
     # And the service that gave it up gets another, when one is free.
     with pytest.raises(VipPoolExhausted):
-        await store.put(dataplane("web-1", service="old"))
+        await store.put(registered_dataplane("web-1", "10.0.0.1", "old"))
 
 
 async def test_a_returning_service_gets_its_own_vip_back(make_store):
     store = make_store(vip_settings(vip_cidr=str(TINY), vip_quarantine=0))
-    await store.put_many([mesh(), dataplane("web-1")])
+    await store.put_many([mesh(), registered_dataplane("web-1")])
     vip = (await vips_of(store))["web"]
     await store.delete_dataplane("default", "web-1")
     assert await vips_of(store) == {}
 
-    await store.put(dataplane("web-2", address="10.0.0.9"))
+    await store.put(registered_dataplane("web-2", "10.0.0.9"))
 
     assert (await vips_of(store))["web"] == vip
 
 
 async def test_a_deleted_mesh_quarantines_its_vips(make_store):
     store = make_store(vip_settings(vip_cidr=str(TINY)))
-    await store.put_many([mesh(), dataplane("web-1"), dataplane("api-1", service="api")])
+    await store.put_many([mesh(), registered_dataplane("web-1"), registered_dataplane("api-1")])
     await store.delete_mesh("default")
     await store.put(mesh())
 
     with pytest.raises(VipPoolExhausted):
-        await store.put(dataplane("db-1", service="db"))
-    await store.put(dataplane("api-9", service="api"))
+        await store.put(registered_dataplane("db-1"))
+    await store.put(registered_dataplane("api-9"))
     assert (await vips_of(store))["api"] is not None
 
 
 async def test_ipv6_vips_when_a_range_is_configured(make_store):
     store = make_store(vip_settings(vip6_cidr="fd00:5::/120"))
-    await store.put_many([mesh(), dataplane("web-1"), dataplane("api-1", service="api")])
+    await store.put_many([mesh(), registered_dataplane("web-1"), registered_dataplane("api-1")])
 
     services = {s.name: s.vip6 for s in await store.list_services("default")}
 
@@ -126,11 +137,11 @@ async def test_ipv6_vips_when_a_range_is_configured(make_store):
 
 
 async def test_a_service_from_before_an_ipv6_range_gets_one_when_next_written(store, make_store):
-    await store.put_many([mesh(), dataplane("web-1")])
+    await store.put_many([mesh(), registered_dataplane("web-1")])
     assert (await store.list_services("default"))[0].vip6 is None
 
     with_ipv6 = make_store(vip_settings(vip6_cidr="fd00::/64"))
-    await with_ipv6.put(dataplane("web-2", address="10.0.0.2"))
+    await with_ipv6.put(registered_dataplane("web-2", "10.0.0.2"))
 
     (web,) = await with_ipv6.list_services("default")
     assert web.vip == IPv4Address("240.0.0.1")
@@ -155,11 +166,11 @@ async def test_after_a_range_change_the_holes_below_the_top_are_used(make_store)
     low = make_store(vip_settings(vip_cidr="10.200.0.0/30"))  # .1 .2
     high = make_store(vip_settings(vip_cidr="10.200.0.4/30"))  # .5 .6
     wide = make_store(vip_settings(vip_cidr="10.200.0.0/29"))  # .1 to .6
-    await low.put_many([mesh(), dataplane("c-1", service="c")])
-    await high.put_many([dataplane("a-1", service="a"), dataplane("b-1", service="b")])
+    await low.put_many([mesh(), registered_dataplane("c-1")])
+    await high.put_many([registered_dataplane("a-1"), registered_dataplane("b-1")])
 
     for service in ("d", "e", "f"):
-        await wide.put(dataplane(f"{service}-1", service=service))
+        await wide.put(registered_dataplane(f"{service}-1", "10.0.0.1", service))
 
     vips = {name: str(vip) for name, vip in (await vips_of(wide)).items()}
     assert vips == {
@@ -171,7 +182,7 @@ async def test_after_a_range_change_the_holes_below_the_top_are_used(make_store)
         "f": "10.200.0.4",
     }
     with pytest.raises(VipPoolExhausted):
-        await wide.put(dataplane("g-1", service="g"))
+        await wide.put(registered_dataplane("g-1"))
 
 
 async def test_concurrent_writers_on_two_engines_all_succeed_with_distinct_vips(make_store):
@@ -180,7 +191,9 @@ async def test_concurrent_writers_on_two_engines_all_succeed_with_distinct_vips(
 
     async def register(store: Store, prefix: str) -> None:
         for i in range(8):
-            await store.put(dataplane(f"{prefix}-{i}", service=f"{prefix}-svc-{i % 4}"))
+            await store.put(
+                registered_dataplane(f"{prefix}-{i}", "10.0.0.1", f"{prefix}-svc-{i % 4}")
+            )
 
     await asyncio.gather(*(register(store, p) for store, p in [(first, "a"), (second, "b")] * 2))
 
@@ -257,7 +270,7 @@ async def test_each_service_kind_takes_its_vip_from_its_own_range_when_written(s
 
 
 async def test_a_legacy_service_and_a_meshservice_of_one_name_hold_a_vip_each(store):
-    await store.put_many([mesh(), dataplane("redis-1", service="redis")])
+    await store.put_many([mesh(), registered_dataplane("redis-1")])
     await store.put(service_model("MeshService", "redis"))
 
     assert (await vips_of(store)) == {"redis": IPv4Address("240.0.0.1")}
@@ -265,7 +278,7 @@ async def test_a_legacy_service_and_a_meshservice_of_one_name_hold_a_vip_each(st
     # Each goes its own way.
     await store.delete_dataplane("default", "redis-1")
     assert await kind_vips(store) == {("MeshService", "redis"): IPv4Address("241.0.0.1")}
-    await store.put(dataplane("redis-2", service="redis"))
+    await store.put(registered_dataplane("redis-2"))
     await store.delete_resource("MeshService", "default", "redis")
     assert await kind_vips(store) == {}
     assert (await vips_of(store)) == {"redis": IPv4Address("240.0.0.1")}
@@ -278,15 +291,15 @@ async def test_the_legacy_allocator_never_hands_out_a_service_kind_address(make_
     )
     await store.put(mesh())
     for service in ("a", "b", "c"):
-        await store.put(dataplane(f"{service}-1", service=service))
+        await store.put(registered_dataplane(f"{service}-1", "10.0.0.1", service))
     with pytest.raises(VipPoolExhausted, match="10.200.0.0/29"):
-        await store.put(dataplane("d-1", service="d"))
+        await store.put(registered_dataplane("d-1"))
     await store.put(service_model("MeshService", "redis"))
     assert await kind_vips(store) == {("MeshService", "redis"): IPv4Address("10.200.0.5")}
     # A quarantined MeshService VIP is no legacy service's either, once its quarantine is over.
     await store.delete_resource("MeshService", "default", "redis")
     with pytest.raises(VipPoolExhausted, match="10.200.0.0/29"):
-        await store.put(dataplane("d-1", service="d"))
+        await store.put(registered_dataplane("d-1"))
     assert sorted(str(vip) for vip in (await vips_of(store)).values()) == [
         "10.200.0.1",
         "10.200.0.2",

@@ -19,18 +19,6 @@ T = TypeVar("T")
 PATIENCE = 10.0
 
 
-def dataplane(name: str, service: str, address: str) -> dict:
-    return {
-        "type": "Dataplane",
-        "mesh": "default",
-        "name": name,
-        "networking": {
-            "address": address,
-            "inbound": [{"port": 8080, "tags": {"kuma.io/service": service}}],
-        },
-    }
-
-
 def put(server: Meshdns, *documents: dict) -> None:
     response = httpx.post(server.api + "/apply", json={"items": list(documents)}, timeout=30)
     assert response.status_code == 200, response.text

@@ -7,11 +7,11 @@ import subprocess
 import dns.zone
 import pytest
 
+from tests.factories import dataplane
 from tests.helpers import MESHDNS
 from tests.scaleout.scaleouttesting import (
     addresses,
     ask,
-    dataplane,
     eventually,
     put,
     revision,
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 def test_export_zone_prints_a_loadable_zone_file(start_meshdns, tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
     server = start_meshdns(url)
-    put(server, dataplane("web-1", "web", "10.0.0.5"), dataplane("api-1", "api", "10.0.0.6"))
+    put(server, dataplane("web-1", "10.0.0.5", "web"), dataplane("api-1", "10.0.0.6", "api"))
     with udp_socket() as sock:
         vip = eventually(lambda: addresses(ask(sock, server.dns_port, "web.mesh.")), "web")[0]
     export = subprocess.run(

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from tests.factories import dataplane
 from tests.scaleout.scaleouttesting import (
     addresses,
     ask,
-    dataplane,
     eventually,
     put,
     revision,
@@ -25,7 +25,7 @@ MOVES = 5
 
 def test_no_stale_answer_after_a_change_is_applied(start_meshdns, database_url):
     server = start_meshdns(database_url, "--allow-recursion", "none")
-    put(server, dataplane("web-1", "web", "10.0.1.0"))
+    put(server, dataplane("web-1", "10.0.1.0", "web"))
     eventually(lambda: revision(server) > 0, "the first write applied")
     # (sent at, endpoint addresses, VIP answer) for every query of the load loop.
     answers: list[tuple[float, list[str], list[str]]] = []
@@ -45,7 +45,7 @@ def test_no_stale_answer_after_a_change_is_applied(start_meshdns, database_url):
     try:
         for move in range(1, MOVES + 1):
             before = revision(server)
-            put(server, dataplane("web-1", "web", f"10.0.1.{move}"))
+            put(server, dataplane("web-1", f"10.0.1.{move}", "web"))
             # Applied: the server's snapshot has moved past the write.
             eventually(lambda before=before: revision(server) > before, "the change applied")
             applied_at.append(time.monotonic())

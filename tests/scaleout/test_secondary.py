@@ -12,8 +12,9 @@ import dns.rcode
 import httpx
 import pytest
 
+from tests.factories import dataplane
 from tests.helpers import free_port, require_tool
-from tests.scaleout.scaleouttesting import addresses, ask, dataplane, eventually, put, udp_socket
+from tests.scaleout.scaleouttesting import addresses, ask, eventually, put, udp_socket
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
@@ -97,7 +98,7 @@ def test_knot_secondary_answers_a_new_service_after_notify(start_meshdns, knot, 
         "--allow-recursion",
         "none",
     )
-    put(server, dataplane("web-1", "web", "10.0.0.5"))
+    put(server, dataplane("web-1", "10.0.0.5", "web"))
     secondary = knot.start(secondary_port, server.dns_port)
     with udp_socket() as sock:
 
@@ -117,7 +118,7 @@ def test_knot_secondary_answers_a_new_service_after_notify(start_meshdns, knot, 
         assert answers("web.endpoints.mesh.") == ["10.0.0.5"]
 
         # A new service: NOTIFY makes Knot transfer again at once (its SOA refresh is an hour).
-        put(server, dataplane("api-1", "api", "10.0.0.9"))
+        put(server, dataplane("api-1", "10.0.0.9", "api"))
         api = eventually(lambda: meshdns_vip("api"), "meshdns answers api")
         eventually(lambda: answers("api.mesh.") == api, "Knot answers the new service", 10)
         assert answers("api.endpoints.mesh.") == ["10.0.0.9"]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scaleout.scaleouttesting import addresses, ask, dataplane, eventually, put, udp_socket
+from tests.factories import dataplane
+from tests.scaleout.scaleouttesting import addresses, ask, eventually, put, udp_socket
 
 pytestmark = pytest.mark.integration
 
 
 def test_two_workers_answer_alike_and_both_follow_changes(start_meshdns, database_url):
     server = start_meshdns(database_url, "--dns-workers", "2")
-    put(server, dataplane("web-1", "web", "10.0.0.5"))
+    put(server, dataplane("web-1", "10.0.0.5", "web"))
     # SO_REUSEPORT spreads clients by address and port: find a socket each process answers.
     by_process = {}
     sockets = [udp_socket() for _ in range(64)]
@@ -38,7 +39,7 @@ def test_two_workers_answer_alike_and_both_follow_changes(start_meshdns, databas
             )
         assert everywhere("web.mesh.", vip)
 
-        put(server, dataplane("web-1", "web", "10.0.0.6"), dataplane("api-1", "api", "10.0.0.7"))
+        put(server, dataplane("web-1", "10.0.0.6", "web"), dataplane("api-1", "10.0.0.7", "api"))
         eventually(lambda: everywhere("web.endpoints.mesh.", ["10.0.0.6"]), "both moved web-1")
         eventually(lambda: everywhere("api.endpoints.mesh.", ["10.0.0.7"]), "both have api")
     finally:
