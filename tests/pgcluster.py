@@ -62,7 +62,9 @@ def _server_user() -> tuple[list[str], int | None, int | None]:
 class PostgresCluster:
     """One initdb'd cluster in a temporary directory, on a free port of 127.0.0.1."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, standby_of: PostgresCluster | None = None) -> None:
+        """A new cluster; `standby_of`: a streaming standby of that running cluster, made
+        from its base backup (promote() makes it a primary, as a failover does)."""
         self.bin_dir = postgres_bin_dir()
         self._as_owner, uid, gid = _server_user()
         self.directory = Path(tempfile.mkdtemp(prefix="meshdns-pg-"))
@@ -72,7 +74,16 @@ class PostgresCluster:
         self.log_path = self.directory / "server.log"
         self.port = free_port()
         self.running = False
-        self._initdb()
+        self.settings: list[str] = []  # more `-c name=value` for the server
+        if standby_of is None:
+            self._initdb()
+        else:
+            self._run(
+                "pg_basebackup",
+                *("-h", "127.0.0.1", "-p", str(standby_of.port), "-U", "postgres"),
+                *("-D", str(self.data_dir), "-R", "-X", "stream", "--no-sync"),
+                "--checkpoint=fast",
+            )
 
     def url(self, database: str = "postgres", driver: str = "postgresql+asyncpg") -> str:
         return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
@@ -104,6 +115,7 @@ class PostgresCluster:
     def start(self, timeout: int = 30) -> None:
         """Start the server and wait until it accepts connections."""
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {setting}" for setting in self.settings)
         self._run(
             "pg_ctl",
             "-D",
@@ -137,6 +149,19 @@ class PostgresCluster:
             timeout=timeout + 10,
         )
         self.running = False
+
+    def promote(self, timeout: int = 30) -> None:
+        """Make a standby the primary (what an HA manager does when the primary is gone)."""
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-w",
+            "-t",
+            str(timeout),
+            "promote",
+            timeout=timeout + 10,
+        )
 
     def server_log(self) -> str:
         try:

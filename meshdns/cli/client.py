@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,8 @@ from registry.documents import DocumentError, load_yaml_documents
 from registry.errors import InvalidResource
 from registry.schema import parse_resource, resource_name_problem
 from registry.schema.vips import VIRTUAL_IPS, parse_virtual_ips
+
+APPLY_RETRY = 60.0  # seconds `apply` retries a 503 for
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +66,36 @@ def api_path(template: str, **names: str) -> str:
     return template.format(**{key: quote(value, safe="") for key, value in names.items()})
 
 
-def api_request(api: ApiTarget, method: str, path: str, **kwargs: Any) -> Any:
+def api_request(
+    api: ApiTarget, method: str, path: str, *, retry_for: float = 0.0, **kwargs: Any
+) -> Any:
     """The JSON answer to one request; an unreachable API or an error answer ends the
-    command with what the API said."""
+    command with what the API said. With `retry_for`, a 503 (the registry's database
+    unavailable, as in a failover) is retried with backoff for that many seconds: only
+    for requests that may be repeated (an `apply` writes the same whole state again)."""
+    deadline = time.monotonic() + retry_for
+    delay = 0.5
+    while True:
+        response = _send(api, method, path, **kwargs)
+        if response.status_code != 503 or time.monotonic() + delay > deadline:
+            return _answer(response, method, path)
+        click.echo(
+            f"the meshdns API answered 503 ({_detail(response)}); trying again in {delay:g} s",
+            err=True,
+        )
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("details") or body.get("title")) if isinstance(body, dict) else ""
+
+
+def _send(api: ApiTarget, method: str, path: str, **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {api.token}"} if api.token else {}
     verify: ssl.SSLContext | bool = (
         ssl.create_default_context(cafile=api.ca_cert) if api.ca_cert else True
@@ -90,6 +120,10 @@ def api_request(api: ApiTarget, method: str, path: str, **kwargs: Any) -> Any:
         fail(f"cannot reach the meshdns API at {api.url}: {error} (is `meshdns serve` running?)")
     except httpx.HTTPError as error:
         fail(f"cannot reach the meshdns API at {api.url}: {error}")
+    return response
+
+
+def _answer(response: httpx.Response, method: str, path: str) -> Any:
     try:
         body = response.json()
     except ValueError:
@@ -150,7 +184,9 @@ def apply(source: str, settings: Settings) -> None:
             ]
     if problems:
         fail("nothing was applied:\n" + "\n".join(f"  {line}" for line in problems))
-    result = api_request(api, "POST", "/apply", json={"items": documents})
+    # Idempotent (the same whole state written again): a 503 is retried for a minute,
+    # the time a database failover takes.
+    result = api_request(api, "POST", "/apply", json={"items": documents}, retry_for=APPLY_RETRY)
     for item in result["items"]:
         mesh = f' mesh="{item["mesh"]}"' if "mesh" in item else ""
         click.echo(f'Resource type="{item["type"]}"{mesh} name="{item["name"]}" {item["status"]}')

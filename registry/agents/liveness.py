@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,8 @@ DataplaneKey = tuple[str, str]  # (mesh, name)
 
 ORIGIN_AGENT = "agent"  # created by `meshdns dp run`: deleted soon after it goes offline
 ORIGIN_API = "api"  # created by PUT or apply: kept, garbage-collected after a long offline
+# Seconds after a connect during which this process vouches that the dataplane exists.
+JUST_CONNECTED = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,13 @@ class Liveness:
         # Whether the follower's view holds the dataplane online (None: not there).
         self._known = known or (lambda key: None)
         self._beats: dict[DataplaneKey, datetime] = {}
+        # Dataplanes this process registered (connect) lately, with when: a heartbeat for
+        # one needs no look in the database while the follower's view may not have it yet
+        # (a burst of registrations held the pool's every connection, heartbeats queued
+        # behind them, and agents went offline). Later, the view says whether it exists.
+        self._connected: dict[DataplaneKey, float] = {}
         self.heartbeats = 0  # received since start, for the bench
+        self.stalls = 0  # ticks this process came late to: sweeps put off
         self.flushes = 0
 
     # -- agent requests -------------------------------------------------------------------
@@ -129,6 +138,7 @@ class Liveness:
                     )
                 )
         self._beats.pop((dataplane.mesh, dataplane.name), None)
+        self._connected[(dataplane.mesh, dataplane.name)] = time.monotonic()
         self._on_change()
         return created
 
@@ -141,12 +151,20 @@ class Liveness:
         check_write(self.store.mode, "Dataplane")
         self.heartbeats += 1
         known = self._known(key)
-        if known is None:
+        if known is None and not self._just_connected(key):
             async with self.store.reading() as connection:
                 if await _dataplane_id(connection, key) is None:
                     raise NotFound(f'dataplane "{key[1]}" not found in mesh "{key[0]}"')
         # One the registry holds offline comes back online at the next flush.
         self._beats[key] = _now()
+
+    def alive(self, key: DataplaneKey) -> None:
+        """Note that the dataplane's agent is alive now (it is being answered)."""
+        self._beats[key] = _now()
+
+    def _just_connected(self, key: DataplaneKey) -> bool:
+        connected = self._connected.get(key)
+        return connected is not None and time.monotonic() - connected < JUST_CONNECTED
 
     async def disconnect(self, key: DataplaneKey) -> bool:
         """The agent is leaving: delete an agent-created dataplane, mark others offline.
@@ -155,6 +173,7 @@ class Liveness:
         """
         check_write(self.store.mode, "Dataplane")
         self._beats.pop(key, None)
+        self._connected.pop(key, None)
         async with self.store.writing() as transaction:
             connection = transaction.connection
             row = (
@@ -190,6 +209,8 @@ class Liveness:
         One statement for all of them, and no feed change unless one was offline.
         """
         beats, self._beats = self._beats, {}
+        stale = time.monotonic() - JUST_CONNECTED
+        self._connected = {key: at for key, at in self._connected.items() if at > stale}
         if not beats:
             return 0
         try:
@@ -282,8 +303,13 @@ class Liveness:
         try:
             async with self.store.writing() as transaction:
                 connection = transaction.connection
-                # Again under the write lock: another replica may have just done it.
+                # Again under the write lock: another replica may have just done it. And
+                # not one whose heartbeat this process holds unwritten: under load a flush
+                # waits for the database while heartbeats go on arriving.
+                fresh = now - timedelta(seconds=settings.offline_window)
                 for dataplane_id, key in await _select_keys(connection, None, stale):
+                    if self._beats.get(key, fresh) > fresh:
+                        continue
                     await connection.execute(
                         update(DataplaneInsightRow)
                         .where(DataplaneInsightRow.dataplane_id == dataplane_id)
@@ -310,13 +336,22 @@ class Liveness:
 
         The first sweep waits one offline window after start: a control plane that was
         down (or is new) must give agents the chance to reach it before it judges them.
+        So does a sweep after this process fell behind (its own tick came late, or a
+        flush took longer than an interval): heartbeats queued behind a burst of work (a
+        thousand agents registering at once) are not an agent's silence.
         """
         loop = asyncio.get_running_loop()
+        interval = self.settings.heartbeat_interval
         sweep_from = loop.time() + self.settings.offline_window
         while True:
-            await asyncio.sleep(self.settings.heartbeat_interval)
+            due = loop.time() + interval
+            await asyncio.sleep(interval)
             try:
                 await self.flush()
+                behind = loop.time() - due
+                if behind > interval / 2:
+                    self.stalls += 1
+                    sweep_from = max(sweep_from, loop.time() + self.settings.offline_window)
                 if loop.time() >= sweep_from:
                     await self.sweep()
             except DatabaseUnavailable as error:

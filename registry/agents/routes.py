@@ -90,6 +90,9 @@ def agent_router(
         # Its first records then show its own dataplane, seen as itself: answered once
         # this process's view has the registration (bounded, as other writes are).
         await feed.reached(await store.revision(), CONNECT_WAIT)
+        # The agent's heartbeats start when it has this answer, which may come seconds
+        # after the registration was written (a burst of them): alive until then.
+        liveness.alive((mesh, name))
         return JSONResponse(
             {
                 "heartbeatInterval": liveness.settings.heartbeat_interval,
@@ -126,7 +129,14 @@ def agent_router(
         await guard.check_existing(
             caller(request), "Dataplane", mesh, name, "follow the DNS records of", fast=True
         )
+        # Its agent asking is a sign of life, as a heartbeat is: an agent makes its first
+        # records request before its first heartbeat, and under load that request may
+        # take longer than the offline window.
+        liveness.alive((mesh, name))
         body = await feed.since(mesh, after, wait, dataplane=name)
+        if wait == 0:
+            # Its first request (wait 0): the agent starts its heartbeats once answered.
+            liveness.alive((mesh, name))
         feed.answers += 1
         return Response(body, media_type="application/json")
 

@@ -193,8 +193,11 @@ class Listener:
     """
 
     def __init__(self, database_url: str, wake: Callable[[], None]) -> None:
-        url = make_url(database_url).set(drivername="postgresql")
-        self._dsn = url.render_as_string(hide_password=False)
+        url = make_url(database_url).set(drivername="postgresql+asyncpg")
+        # What the engine's own connections are opened with, by the same dialect: several
+        # hosts (``?host=A:5432&host=B:5432``) and ``target_session_attrs`` included, so
+        # LISTEN follows the primary wherever the pool does.
+        _, self._connect = url.get_dialect()().create_connect_args(url)
         self._wake = wake
         self.connected = False
 
@@ -204,7 +207,7 @@ class Listener:
         backoff = Backoff()
         while True:
             try:
-                connection = await asyncpg.connect(self._dsn, timeout=5)
+                connection = await asyncpg.connect(**self._connect, timeout=5)
             except (OSError, asyncpg.PostgresError, TimeoutError) as error:
                 log.debug("LISTEN connection failed: %s", error)
                 await asyncio.sleep(backoff.next())

@@ -65,7 +65,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 # SQLSTATEs meaning "cannot reach or use the database now": connection exceptions (08),
 # server shutting down or starting (57P0x), too many connections, no such database.
-_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300", "3D000"}
+# Shut down (57P0x), too many connections, no such database, and 25006: a write reached a
+# server that is read-only: a standby, or a primary being demoted, in a failover.
+_UNAVAILABLE_SQLSTATES = {"57P01", "57P02", "57P03", "53300", "3D000", "25006"}
 
 
 def is_unavailable(error: BaseException) -> bool:
