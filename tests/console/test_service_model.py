@@ -17,12 +17,10 @@ from registry.feed.view import RegistryView
 from registry.meshservice.generate import MeshServiceGenerator
 from tests.console.conftest import Console, make_app
 from tests.console.test_pages import text
-from tests.factories import mesh
+from tests.factories import dataplane, inbound, mesh
 from tests.meshservice.meshtesting import (
-    dataplane,
     external_service,
     generator,
-    inbound,
     loaded,
     mesh_service,
     multizone_service,
@@ -66,7 +64,7 @@ async def test_a_generated_mesh_service_shows_its_hostname_vip_port_and_conditio
     await put(
         store,
         mesh(meshServices={"mode": "Everywhere"}),
-        dataplane("redis-1", "10.0.0.1", inbound("redis", 6379)),
+        dataplane("redis-1", "10.0.0.1", inbounds=[inbound("redis", 6379)]),
     )
     await MeshServiceGenerator(store).generate()
     await store.ensure_hostname_generators()

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.factories import dataplane, mesh, traffic_permission
-from tests.helpers import ROOT, Meshdns, dig
+from tests.helpers import ROOT, Meshdns, dig, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def answers(server: Meshdns, names: list[str]) -> dict[str, tuple[str, ...]]:
     for name in names:
         for rdtype in ("A", "SRV"):
             output = dig(server.dns_port, "+short", name, rdtype)
-            found[f"{name} {rdtype}"] = tuple(sorted(output.split("\n")))
+            found[f"{name} {rdtype}"] = tuple(sorted(output.split()))
     return found
 
 
@@ -59,8 +59,12 @@ def test_an_export_applied_on_an_empty_control_plane_answers_alike(start_meshdns
         "backend.endpoints.mesh",
         "mes-tcp.extsvc.mesh.local",
     ]
-    before = answers(first, names)
-    assert before["web.mesh A"] != ("",) and before["backend.svc.mesh.local A"] != ("",)
+    # The generator writes the MeshServices within seconds of the dataplanes.
+    before = eventually(
+        lambda: (found := answers(first, names))["backend.svc.mesh.local A"] and found,
+        "the generated MeshServices answered",
+    )
+    assert before["web.mesh A"] and before["mes-tcp.extsvc.mesh.local A"]
 
     exported = first.cli("export", "-o", str(tmp_path / "export.yaml"))
     assert exported.returncode == 0, exported.stderr
@@ -74,5 +78,8 @@ def test_an_export_applied_on_an_empty_control_plane_answers_alike(start_meshdns
     restored = second.cli("apply", "-f", str(tmp_path / "export.yaml"))
     assert restored.returncode == 0, restored.stderr
     assert 'Resource type="VirtualIPs" mesh="default" name="default" Recorded' in restored.stdout
-    after = answers(second, names)
-    assert after == before, json.dumps({"before": before, "after": after}, indent=1)
+    after = eventually(
+        lambda: (found := answers(second, names)) == before and found,
+        lambda: json.dumps({"before": before, "after": answers(second, names)}, indent=1),
+    )
+    assert after == before

@@ -152,7 +152,8 @@ def test_the_dashboard_uses_only_metrics_meshdns_exports(start_meshdns):
     exported = {name for name, _ in scrape(server.api)}
     stats = SyncStats(lag={"zone->global": 0}, caught_up_at=0.0)
     stats.rows[("zone->global", "dataplanes")] = 1
-    sync = SyncCollector(SimpleNamespace(zone="zone-a", stats=stats))  # type: ignore[arg-type]
+    worker = SimpleNamespace(zone="zone-a", stats=stats, resyncs={"push": 0, "pull": 0})
+    sync = SyncCollector(worker)  # type: ignore[arg-type]
     exported |= {sample.name for family in sync.collect() for sample in family.samples}
     dashboard = json.loads((ROOT / "examples" / "grafana-dashboard.json").read_text())
     expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
