@@ -35,11 +35,11 @@ def status_column(server, name: str) -> str | None:
 
 
 def test_killed_agent_goes_offline_then_is_removed_and_sigterm_removes_at_once(
-    cluster, database_url
+    cluster, postgres_database_url
 ):
     # The clean-up delay must outlast the checks made while web-1 is offline (several
     # `meshdns get` processes): at 3 s a loaded machine deleted it before they ran.
-    server = cluster.serve(database_url, *FAST_LIVENESS, "--agent-cleanup-delay", "8")
+    server = cluster.serve(postgres_database_url, *FAST_LIVENESS, "--agent-cleanup-delay", "8")
     killed = cluster.agent(dataplane("web-1", "10.0.0.1", "web", ready=True))
     kept = cluster.agent(dataplane("web-2", "10.0.0.2", "web", ready=True))
     both = ["10.0.0.1", "10.0.0.2"]
@@ -79,8 +79,8 @@ def test_killed_agent_goes_offline_then_is_removed_and_sigterm_removes_at_once(
     assert answers(server.dns_port, "web.endpoints.mesh") == []
 
 
-def test_not_ready_inbound_is_no_endpoint_but_keeps_the_vip(cluster, database_url):
-    server = cluster.serve(database_url, *FAST_LIVENESS)
+def test_not_ready_inbound_is_no_endpoint_but_keeps_the_vip(cluster, postgres_database_url):
+    server = cluster.serve(postgres_database_url, *FAST_LIVENESS)
     agent = cluster.agent(
         dataplane(
             "mixed-1",
@@ -165,8 +165,10 @@ def reverse(address: str) -> str:
     return ".".join(reversed(address.split("."))) + ".in-addr.arpa"
 
 
-def test_agent_answers_its_dataplanes_service_model_names_through_an_outage(cluster, database_url):
-    server = cluster.serve(database_url, *FAST_LIVENESS)
+def test_agent_answers_its_dataplanes_service_model_names_through_an_outage(
+    cluster, postgres_database_url
+):
+    server = cluster.serve(postgres_database_url, *FAST_LIVENESS)
     applied = server.cli("apply", "-f", "-", input=EXCLUSIVE)
     assert applied.returncode == 0, applied.stderr
     wait_for(
@@ -274,8 +276,10 @@ destinations:
 DB = "127.0.32.12"
 
 
-def test_agent_answers_the_other_zones_services_its_dataplane_may_reach(cluster, database_url):
-    server = cluster.serve(database_url, *FAST_LIVENESS)
+def test_agent_answers_the_other_zones_services_its_dataplane_may_reach(
+    cluster, postgres_database_url
+):
+    server = cluster.serve(postgres_database_url, *FAST_LIVENESS)
     applied = server.cli("apply", "-f", "-", input=CROSS_ZONE)
     assert applied.returncode == 0, applied.stderr
     web = cluster.agent(dataplane("web-1", WEB, "web", ready=True))

@@ -65,10 +65,10 @@ def write_dataplane(path: Path, name: str, service: str) -> str:
     return str(path)
 
 
-def test_agent_registers_over_https_with_a_dataplane_token(database_url, tmp_path):
+def test_agent_registers_over_https_with_a_dataplane_token(postgres_database_url, tmp_path):
     ca, cert, key = certificates(tmp_path)
     server = Meshdns(
-        database_url=database_url,
+        database_url=postgres_database_url,
         cwd=tmp_path,
         extra=(
             *("--api-tls-cert", cert, "--api-tls-key", key, "--no-loopback-admin"),
@@ -86,7 +86,9 @@ def test_agent_registers_over_https_with_a_dataplane_token(database_url, tmp_pat
             httpx.get(f"http://127.0.0.1:{server.api_port}/meshes", timeout=2)
 
         def token(*args: str) -> Path:
-            made = meshdns("token", "generate", *args, "--database-url", database_url, cwd=tmp_path)
+            made = meshdns(
+                "token", "generate", *args, "--database-url", postgres_database_url, cwd=tmp_path
+            )
             assert made.returncode == 0, made.stderr
             assert made.stdout.count(".") == 2 and "token id" in made.stderr
             path = tmp_path / f"token-{len(list(tmp_path.glob('token-*')))}"
@@ -155,7 +157,7 @@ def test_agent_registers_over_https_with_a_dataplane_token(database_url, tmp_pat
             "revoke",
             web.read_text().strip(),
             "--database-url",
-            database_url,
+            postgres_database_url,
             cwd=tmp_path,
         )
         assert revoked.returncode == 0 and "revoked token" in revoked.stdout
