@@ -12,7 +12,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "installing meshdns${extras:+[$extras]} into .venv" >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+    # --no-compile: each module is compiled when first imported, and cached then (see
+    # above), instead of all of them at install, most never imported.
+    .venv/bin/python -m pip install --quiet --no-compile --disable-pip-version-check \
+        -e ".${extras:+[$extras]}"
     touch "$stamp"
     # An install with extras is the plain install too: ./scripts/serve need not redo it.
     if [ -n "$extras" ]; then touch .venv/.installed; fi
