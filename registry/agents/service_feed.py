@@ -41,6 +41,10 @@ DataplaneLookup = Callable[[DataplaneKey], DataplaneState | None]
 FORGET_AFTER = 900.0
 
 _FULL = -1  # the ``after`` of an answer that is whole, in the answers' cache
+# What is remembered of past changes (entries plus the endpoints they hold): an agent
+# further behind gets a whole answer. A long run fills it and keeps it, so it is part of
+# the memory a control plane holds for good (scripts/bench/soak watches it stay flat).
+HISTORY = 100_000
 
 
 def dataplane_client(mesh: str, state: DataplaneState | None) -> Client:
@@ -74,7 +78,7 @@ class ServiceFeed:
     it every dataplane is a client that is no dataplane); ``history`` bounds what is
     remembered of past changes (entries plus the endpoints they hold)."""
 
-    def __init__(self, dataplanes: DataplaneLookup | None = None, history: int = 1_000_000) -> None:
+    def __init__(self, dataplanes: DataplaneLookup | None = None, history: int = HISTORY) -> None:
         self.snapshot = Snapshot.empty()
         self._dataplanes = dataplanes or (lambda key: None)
         self._history = History(history)
