@@ -36,6 +36,7 @@ from registry.agents.service_feed import ServiceFeed
 from registry.api.app import create_app
 from registry.api.prometheus_sd import prometheus_sd_router
 from registry.auth.authentication import Authenticator
+from registry.auth.tokens import prune_revocations
 from registry.feed.compaction import Compactor, Window
 from registry.meshservice.generate import MeshServiceGenerator
 from registry.meshservice.status import status_of
@@ -167,6 +168,7 @@ async def serve(settings: Settings) -> None:
         store,
         Window(settings.change_log_revisions, settings.change_log_max_age),
         settings.change_log_compact_interval,
+        prunes=[lambda now: prune_revocations(engine, now)],
     )
     collector = ServeCollector(
         dns=dns,

@@ -327,3 +327,6 @@ class TokenRevocationRow(Base):
 
     token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the token would have expired (None: revoked by id, unknown): past it, the
+    # token is refused anyway, and the revocation is pruned.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -113,13 +113,17 @@ def token_generate(
 @settings_options("token revoke")
 def token_revoke(token_or_id: str, settings: Settings) -> None:
     """Revoke a token, by its id or the token itself; control planes refuse it within 1 s."""
-    from registry.auth.tokens import revoke_token, token_id_of
+    from registry.auth.tokens import revoke_token, token_expiry_of, token_id_of
 
     try:
         token_id = token_id_of(token_or_id)
     except RegistryError as error:
         fail(str(error))
-    new = _on_registry(settings.database_url, lambda engine: revoke_token(engine, token_id))
+    # Given whole, the token says when it expires: its revocation is pruned after that.
+    expires_at = token_expiry_of(token_or_id)
+    new = _on_registry(
+        settings.database_url, lambda engine: revoke_token(engine, token_id, expires_at)
+    )
     click.echo(f"revoked token {token_id}" if new else f"token {token_id} was already revoked")
 
 

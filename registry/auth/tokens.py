@@ -167,8 +167,34 @@ def token_id_of(token_or_id: str) -> str:
     return str(claims["jti"])
 
 
-async def revoke_token(engine: AsyncEngine, token_id: str) -> bool:
-    """Revoke a token by its id; False when it was already revoked."""
+def token_expiry_of(token_or_id: str) -> datetime | None:
+    """When a whole token expires (read unverified); None for an id or no expiry."""
+    if token_or_id.count(".") != 2:
+        return None
+    try:
+        claims = jwt.decode(token_or_id.strip(), options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return None
+    expiry = claims.get("exp")
+    return datetime.fromtimestamp(expiry, UTC) if isinstance(expiry, int | float) else None
+
+
+async def prune_revocations(engine: AsyncEngine, now: datetime) -> int:
+    """Delete the revocations of tokens that have expired since: they can no longer
+    matter (an expired token is refused anyway). How many went."""
+    with map_errors(engine.url):
+        async with _writer(engine).begin() as connection:
+            pruned = await connection.execute(
+                delete(TokenRevocationRow).where(TokenRevocationRow.expires_at < now)
+            )
+    return pruned.rowcount or 0
+
+
+async def revoke_token(
+    engine: AsyncEngine, token_id: str, expires_at: datetime | None = None
+) -> bool:
+    """Revoke a token by its id (`expires_at`: when it expires, if known, so that the
+    revocation can be pruned after); False when it was already revoked."""
     with map_errors(engine.url):
         async with _writer(engine).begin() as connection:
             known = await connection.scalar(
@@ -177,6 +203,8 @@ async def revoke_token(engine: AsyncEngine, token_id: str) -> bool:
             if known is not None:
                 return False
             await connection.execute(
-                insert(TokenRevocationRow).values(token_id=token_id, revoked_at=datetime.now(UTC))
+                insert(TokenRevocationRow).values(
+                    token_id=token_id, revoked_at=datetime.now(UTC), expires_at=expires_at
+                )
             )
     return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -76,13 +77,22 @@ async def _compact_chunk(store: Store, window: Window, now: datetime) -> int:
         return result.rowcount or 0
 
 
-class Compactor:
-    """Compacts the log of `store` every `interval` seconds until cancelled."""
+# Other records pruned at each compaction, once they can no longer matter (token
+# revocations of expired tokens): called with the time, they say how many went.
+Prune = Callable[[datetime], Awaitable[int]]
 
-    def __init__(self, store: Store, window: Window, interval: float) -> None:
+
+class Compactor:
+    """Compacts the log of `store` every `interval` seconds until cancelled, and runs the
+    `prunes` each time."""
+
+    def __init__(
+        self, store: Store, window: Window, interval: float, prunes: Sequence[Prune] = ()
+    ) -> None:
         self.store = store
         self.window = window
         self.interval = interval
+        self.prunes = tuple(prunes)
         self.removed = 0  # rows deleted since the start: meshdns_changes_compacted_total
 
     async def run(self) -> None:
