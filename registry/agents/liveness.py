@@ -43,6 +43,8 @@ ORIGIN_AGENT = "agent"  # created by `meshdns dp run`: deleted soon after it goe
 ORIGIN_API = "api"  # created by PUT or apply: kept, garbage-collected after a long offline
 # Seconds after a connect during which this process vouches that the dataplane exists.
 JUST_CONNECTED = 30.0
+# A tick this much late (or half an interval, if more) means this process fell behind.
+STALL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,9 +338,8 @@ class Liveness:
 
         The first sweep waits one offline window after start: a control plane that was
         down (or is new) must give agents the chance to reach it before it judges them.
-        So does a sweep after this process fell behind (its own tick came late, or a
-        flush took longer than an interval): heartbeats queued behind a burst of work (a
-        thousand agents registering at once) are not an agent's silence.
+        So does a sweep after this process fell behind (its own tick woke late):
+        heartbeats queued behind a burst of work are not an agent's silence.
         """
         loop = asyncio.get_running_loop()
         interval = self.settings.heartbeat_interval
@@ -346,12 +347,15 @@ class Liveness:
         while True:
             due = loop.time() + interval
             await asyncio.sleep(interval)
+            # How late this tick woke: the time the event loop was too busy to run it, and
+            # so too busy to take heartbeats. (A slow flush is not counted: heartbeats that
+            # arrive meanwhile are in memory, and the sweep spares those.)
+            behind = loop.time() - due
+            if behind > max(interval / 2, STALL):
+                self.stalls += 1
+                sweep_from = max(sweep_from, loop.time() + self.settings.offline_window)
             try:
                 await self.flush()
-                behind = loop.time() - due
-                if behind > interval / 2:
-                    self.stalls += 1
-                    sweep_from = max(sweep_from, loop.time() + self.settings.offline_window)
                 if loop.time() >= sweep_from:
                     await self.sweep()
             except DatabaseUnavailable as error:
