@@ -60,9 +60,10 @@ def test_an_export_applied_on_an_empty_control_plane_answers_alike(start_meshdns
         "mes-tcp.extsvc.mesh.local",
     ]
     # The generator writes the MeshServices within seconds of the dataplanes.
+    generated = ("web.svc.mesh.local A", "backend.svc.mesh.local A")
     before = eventually(
-        lambda: (found := answers(first, names))["backend.svc.mesh.local A"] and found,
-        "the generated MeshServices answered",
+        lambda: all((found := answers(first, names))[name] for name in generated) and found,
+        "both generated MeshServices answered",
     )
     assert before["web.mesh A"] and before["mes-tcp.extsvc.mesh.local A"]
 
