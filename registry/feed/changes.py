@@ -31,6 +31,7 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from registry.errors import SchemaOutdated
 from registry.feed.backoff import Backoff
 from registry.feed.states import Change
 from registry.models import ChangeRow, RegistryStateRow
@@ -128,12 +129,14 @@ class FeedGap(Exception):
         )
 
 
-async def read_head(connection: AsyncConnection) -> int:
+async def read_revision(connection: AsyncConnection) -> int:
     """The registry's revision: its last committed change's."""
-    head = await connection.scalar(
+    revision = await connection.scalar(
         select(RegistryStateRow.revision).where(RegistryStateRow.id == 1)
     )
-    return int(head or 0)
+    if revision is None:
+        raise SchemaOutdated("the registry_state row is missing; run `meshdns migrate`")
+    return int(revision)
 
 
 async def read_changes(
@@ -146,7 +149,7 @@ async def read_changes(
     registry's revision is read first, so the check holds at any isolation level: every
     change up to it is committed, and stays visible unless compacted away.
     """
-    head = await read_head(connection)
+    head = await read_revision(connection)
     rows = (
         await connection.execute(
             select(

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, or_, select
 
 from registry.errors import DatabaseUnavailable
-from registry.feed.changes import read_head
+from registry.feed.changes import read_revision
 from registry.models import ChangeRow
 from registry.store import Store
 from registry.store.database import map_errors
@@ -55,7 +55,7 @@ async def compact(store: Store, window: Window, now: datetime) -> int:
 async def _compact_chunk(store: Store, window: Window, now: datetime) -> int:
     """Delete up to CHUNK of the oldest changes outside `window`; how many went."""
     async with store.engine.begin() as connection:
-        head = await read_head(connection)
+        head = await read_revision(connection)
         outside = [ChangeRow.revision <= head - window.revisions]
         if window.max_age > 0:
             outside.append(ChangeRow.committed_at < now - timedelta(seconds=window.max_age))

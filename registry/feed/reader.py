@@ -21,8 +21,7 @@ from ipaddress import IPv4Address, IPv6Address
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.errors import SchemaOutdated
-from registry.feed.changes import read_changes
+from registry.feed.changes import read_changes, read_revision
 from registry.feed.dataplane_reader import parse_address, read_dataplanes, selected_by
 from registry.feed.permission_reader import PERMISSION_KINDS, permission_key, read_permissions
 from registry.feed.rows import Unreadable, in_chunks, report
@@ -52,20 +51,10 @@ from registry.models import (
     ChangeRow,
     IngressServiceRow,
     MeshRow,
-    RegistryStateRow,
     VipRow,
     ZoneEgressRow,
     ZoneIngressRow,
 )
-
-
-async def read_revision(connection: AsyncConnection) -> int:
-    revision = await connection.scalar(
-        select(RegistryStateRow.revision).where(RegistryStateRow.id == 1)
-    )
-    if revision is None:
-        raise SchemaOutdated("the registry_state row is missing; run `meshdns migrate`")
-    return int(revision)
 
 
 async def read_meshes(

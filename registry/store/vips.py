@@ -176,19 +176,33 @@ async def _allocate_once(
         address6 = (
             await _pick_address6(connection, settings, now) if _wants6(kind, settings) else None
         )
-        await connection.execute(
-            insert(VipRow).values(
-                address=address,
-                address6=address6,
-                kind=kind,
-                mesh=mesh,
-                service=service,
-                allocated_at=now,
-                released_at=None,
-            )
-        )
+        await _insert(connection, (kind, mesh, service), address, address6, now, released=False)
         return _vip(address, address6)
     return await _reuse_quarantined(connection, kind, mesh, service, settings, now)
+
+
+async def _insert(
+    connection: AsyncConnection,
+    owner: tuple[str, str, str],
+    address: int,
+    address6: str | None,
+    now: datetime,
+    *,
+    released: bool,
+) -> None:
+    """A VIP row for (kind, mesh, service): in use, or `released` (quarantined)."""
+    kind, mesh, service = owner
+    await connection.execute(
+        insert(VipRow).values(
+            address=address,
+            address6=address6,
+            kind=kind,
+            mesh=mesh,
+            service=service,
+            allocated_at=now,
+            released_at=now if released else None,
+        )
+    )
 
 
 async def _reactivate(
@@ -396,17 +410,8 @@ async def reserve_vip(
         return False
     try:
         async with connection.begin_nested():
-            await connection.execute(
-                insert(VipRow).values(
-                    address=address,
-                    address6=encode6(vip.address6) if vip.address6 is not None else None,
-                    kind=kind,
-                    mesh=mesh,
-                    service=service,
-                    allocated_at=now,
-                    released_at=now,
-                )
-            )
+            address6 = encode6(vip.address6) if vip.address6 is not None else None
+            await _insert(connection, (kind, mesh, service), address, address6, now, released=True)
     except IntegrityError:
         return False  # another writer took the address or the service in the meantime
     return True

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from registry.feed.changes import FeedGap, read_changes
 from registry.feed.rows import in_chunks
 from registry.feed.states import Change
 from registry.models import MeshRow
@@ -52,10 +53,22 @@ class ResourceCopier:
         self.target = target
         # A start compares everything once.
         self.due: set[Sweep] = {(kind, None) for kind in direction.kinds}
+        self.resyncs = 0  # whole replications the source's log called for
 
-    def sweep_all(self) -> None:
-        """Compare everything at the next sweep (the source's log lost track of changes)."""
-        self.due |= {(kind, None) for kind in self.direction.kinds}
+    async def changes_after(
+        self, source: AsyncConnection, cursor: int, batch: int, what: str
+    ) -> tuple[list[Change], int | None]:
+        """The source's next changes after `cursor` (at most `batch`), and None; or, when
+        the source's log no longer follows the cursor (compacted, or lost in a failover),
+        no changes and the source's revision now, to replicate `what` whole at, with
+        every copied kind due for a sweep."""
+        try:
+            return await read_changes(source, cursor, batch), None
+        except FeedGap as gap:
+            log.warning("%s: %s; replicating it whole", what, gap)
+            self.due |= {(kind, None) for kind in self.direction.kinds}
+            self.resyncs += 1
+            return [], gap.head
 
     def sweeping(self, changes: Iterable[Change], caught_up: bool) -> bool:
         """Whether this batch sweeps: it is the last of a catch-up and a sweep is due."""

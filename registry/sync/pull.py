@@ -4,14 +4,12 @@ and of Kuma's service model the other zones' MeshServices and what was created o
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.feed.changes import FeedGap, read_changes
 from registry.feed.states import Change
 from registry.models import MeshRow, TrafficPermissionRow, ZoneIngressRow, ZoneRow
 from registry.schema import Mesh, TrafficPermission, ZoneIngress
@@ -21,8 +19,6 @@ from registry.sync.cursors import GLOBAL_SOURCE, CursorMoved, read_cursor, write
 from registry.sync.reports import PULL, BatchReport
 from registry.sync.service_model import GlobalToZoneKinds
 from registry.write_rules import Origin
-
-log = logging.getLogger("meshdns.sync")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +42,10 @@ class GlobalToZone:
         self.global_store = global_store
         self.batch = batch
         self._copies = ResourceCopier(GlobalToZoneKinds(zone), zone_store)
-        self.resyncs = 0  # whole replications global's compacted log called for
+
+    @property
+    def resyncs(self) -> int:
+        return self._copies.resyncs
 
     async def step(self) -> BatchReport | None:
         """Replicate the next batch of global's changes to the zone; None when caught up."""
@@ -54,16 +53,9 @@ class GlobalToZone:
         async with self.zone_store.reading() as connection:
             cursor = await read_cursor(connection, GLOBAL_SOURCE)
         async with self.global_store.reading() as connection:
-            try:
-                changes = await read_changes(connection, cursor, self.batch)
-                whole = None
-            except FeedGap as gap:
-                # Global's log no longer says what changed since the cursor: take what the
-                # zone takes of global whole, as of its revision now, and sweep the copies.
-                log.warning("zone %s: global's %s; replicating global whole", self.zone, gap)
-                whole, changes = gap.head, []
-                self._copies.sweep_all()
-                self.resyncs += 1
+            changes, whole = await self._copies.changes_after(
+                connection, cursor, self.batch, f"global's log, for zone {self.zone}"
+            )
             sweep = self._copies.sweeping(changes, whole is not None or len(changes) < self.batch)
             if not changes and not sweep and whole is None:
                 return None

@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from registry.feed.changes import FeedGap, read_changes
 from registry.feed.states import Change
 from registry.models import (
     ChangeRow,
@@ -77,7 +76,10 @@ class ZoneToGlobal:
         # may have moved the cursor past dataplane changes without recomputing them).
         self._offer_due = True
         self._copies = ResourceCopier(ZoneToGlobalKinds(zone), global_store)
-        self.resyncs = 0  # whole replications the zone's compacted log called for
+
+    @property
+    def resyncs(self) -> int:
+        return self._copies.resyncs
 
     async def step(self) -> BatchReport | None:
         """Replicate the next batch of the zone's changes to global; None when caught up."""
@@ -86,16 +88,9 @@ class ZoneToGlobal:
         async with self.global_store.reading() as connection:
             cursor = await read_cursor(connection, source)
         async with self.zone_store.reading() as connection:
-            try:
-                changes = await read_changes(connection, cursor, self.batch)
-                whole = None
-            except FeedGap as gap:
-                # The zone's log no longer says what changed since the cursor: replicate
-                # the zone whole, as of its revision now, and sweep every copied kind.
-                log.warning("zone %s: %s; replicating the zone whole", self.zone, gap)
-                whole, changes = gap.head, []
-                self._copies.sweep_all()
-                self.resyncs += 1
+            changes, whole = await self._copies.changes_after(
+                connection, cursor, self.batch, f"zone {self.zone}'s log"
+            )
             caught_up = whole is not None or len(changes) < self.batch
             kinds = {change.kind for change in changes}
             offer = caught_up and (

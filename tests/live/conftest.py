@@ -36,22 +36,32 @@ class PrivatePostgres:
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
+    cluster = new_cluster()
     try:
-        cluster = PostgresCluster()
+        cluster.start()
+        migrate(cluster)
+        yield PrivatePostgres(cluster)
+    finally:
+        cluster.cleanup()
+
+
+def new_cluster() -> PostgresCluster:
+    """A private cluster; skipped (failed under CI) where this machine cannot run one."""
+    try:
+        return PostgresCluster()
     except ClusterUnavailable as error:
         if IN_CI:
             pytest.fail(f"{error} (CI=true: the live Postgres tests must run)")
         pytest.skip(str(error))
-    try:
-        cluster.start()
-        migrated = subprocess.run(
-            [MESHDNS, "migrate", "--database-url", cluster.url()],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=60,
-        )
-        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-        yield PrivatePostgres(cluster)
-    finally:
-        cluster.cleanup()
+
+
+def migrate(cluster: PostgresCluster) -> None:
+    """`meshdns migrate` on the cluster's `postgres` database."""
+    migrated = subprocess.run(
+        [MESHDNS, "migrate", "--database-url", cluster.url()],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr

@@ -16,9 +16,10 @@ import httpx
 import pytest
 
 from tests.factories import dataplane
-from tests.helpers import IN_CI, MESHDNS, ROOT, eventually
+from tests.helpers import eventually
+from tests.live.conftest import migrate, new_cluster
 from tests.live.livetesting import DnsProbe, put_dataplane, resolve
-from tests.pgcluster import ClusterUnavailable, PostgresCluster
+from tests.pgcluster import PostgresCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(240)]
 
@@ -43,25 +44,11 @@ def sql(cluster: PostgresCluster, statement: str) -> str:
 @pytest.fixture
 def replicated() -> Iterator[tuple[PostgresCluster, PostgresCluster]]:
     """A migrated primary and its streaming standby, replication synchronous."""
-    import subprocess
-
-    try:
-        primary = PostgresCluster()
-    except ClusterUnavailable as error:
-        if IN_CI:
-            pytest.fail(f"{error} (CI=true: the failover test must run)")
-        pytest.skip(str(error))
+    primary = new_cluster()
     standby = None
     try:
         primary.start()
-        migrated = subprocess.run(
-            [MESHDNS, "migrate", "--database-url", primary.url()],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=60,
-        )
-        assert migrated.returncode == 0, migrated.stderr
+        migrate(primary)
         standby = PostgresCluster(standby_of=primary)
         standby.start()
         # Synchronous from now on: a commit is acknowledged once the standby has it.
